@@ -1,0 +1,159 @@
+"""Model endpoints: make sure a bot's endpoints exist (reuse, never recreate) and invoke them."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import time
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import ConfigError, EndpointError, NotFound
+from ..models import BotConfig, Endpoint, EndpointSpec, EndpointStatus, now_ms
+from ..settings import Settings
+from ..storage import Storage
+from ..store import Store
+
+
+class EndpointBackend(Protocol):
+    """What a way of running endpoints provides; one file per backend."""
+
+    name: str
+
+    def check(self, image: str) -> None: ...
+    def start(self, spec: EndpointSpec, model_dir: Path) -> Endpoint: ...
+    def healthy(self, endpoint: Endpoint) -> bool: ...
+    def invoke(self, endpoint: Endpoint, body: bytes, content_type: str, accept: str) -> bytes: ...
+    def stop(self, endpoint: Endpoint) -> None: ...
+
+
+def backend(name: str, settings: Settings) -> EndpointBackend:
+    if name == "process":
+        from .process import ProcessEndpoints
+
+        return ProcessEndpoints(settings)
+    raise ConfigError(f"unknown endpoint backend {name!r}; this version has: process", field="SPOTBOT_ENDPOINT_BACKEND")
+
+
+class EndpointManager:
+    def __init__(self, settings: Settings, store: Store, storage: Storage | None = None):
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self._backends: dict[str, EndpointBackend] = {}
+
+    def backend(self, name: str | None = None) -> EndpointBackend:
+        name = name or self.settings.endpoint_backend
+        if name not in self._backends:
+            self._backends[name] = backend(name, self.settings)
+        return self._backends[name]
+
+    def check(self, bot: BotConfig) -> None:
+        """Fail early, naming the image, when the configured backend cannot run the bot's endpoints."""
+        for spec in bot.endpoints():
+            self.backend().check(spec.image)
+
+    def ensure(self, bot: BotConfig) -> list[Endpoint]:
+        """Every endpoint of the bot, answering: reused when healthy, created when missing."""
+        return [self.ensure_one(spec) for spec in bot.endpoints()]
+
+    def ensure_one(self, spec: EndpointSpec) -> Endpoint:
+        deadline = time.monotonic() + self.settings.endpoint_start_timeout + 30
+        while time.monotonic() < deadline:
+            found = self.store.endpoints.get(spec.name)
+            if found is None:
+                reserved = self.store.endpoints.reserve(self._creating(spec))
+                if reserved is None:
+                    continue  # someone else reserved it just now
+                return self._start(spec, *reserved)
+            endpoint, seq_no, primary_term = found
+            owner = self.backend(endpoint.backend)
+            if endpoint.status == EndpointStatus.IN_SERVICE and owner.healthy(endpoint):
+                return endpoint
+            if endpoint.status == EndpointStatus.CREATING and now_ms() - endpoint.updated_at < self._creating_grace_ms():
+                time.sleep(0.5)  # another process is creating it: wait for its result
+                continue
+            # recorded but gone (a stopped local process, a failed creation): start it again in its place
+            owner.stop(endpoint)
+            replaced = self.store.endpoints.replace(self._creating(spec), seq_no, primary_term)
+            if replaced is None:
+                continue
+            return self._start(spec, *replaced)
+        raise EndpointError(f"endpoint {spec.name!r} was still being created by another process; try again", name=spec.name)
+
+    def _creating_grace_ms(self) -> int:
+        return int((self.settings.endpoint_start_timeout + 30) * 1000)
+
+    def _creating(self, spec: EndpointSpec) -> Endpoint:
+        return Endpoint(name=spec.name, backend=self.settings.endpoint_backend, image=spec.image,
+                        model_s3_path=spec.model_s3_path, status=EndpointStatus.CREATING)
+
+    def _start(self, spec: EndpointSpec, seq_no: int, primary_term: int) -> Endpoint:
+        try:
+            endpoint = self.backend().start(spec, self._model_dir(spec))
+        except Exception as exc:
+            failed = self._creating(spec)
+            failed.status, failed.error = EndpointStatus.FAILED, str(exc)[:4000]
+            self.store.endpoints.replace(failed, seq_no, primary_term)
+            raise
+        if self.store.endpoints.replace(endpoint, seq_no, primary_term) is None:
+            raise EndpointError(f"endpoint {spec.name!r} record changed while it was starting", name=spec.name)
+        return endpoint
+
+    def _model_dir(self, spec: EndpointSpec) -> Path:
+        """The unpacked model_s3_path (a tar.gz), or an empty directory when there is none."""
+        root = (self.settings.home / "models" / spec.name).resolve()
+        model_dir = root / "model"
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        model_dir.mkdir(parents=True)
+        if spec.model_s3_path:
+            if self.storage is None:
+                raise EndpointError("no S3 storage to download the model from", name=spec.name)
+            archive = root / "model.tar.gz"
+            self.storage.download(spec.model_s3_path, str(archive))
+            try:
+                with tarfile.open(archive) as tar:
+                    tar.extractall(model_dir, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                raise EndpointError(f"model_s3_path {spec.model_s3_path} is not a readable tar.gz: {exc}", name=spec.name) from None
+        return model_dir
+
+    def list(self) -> list[tuple[Endpoint, bool]]:
+        """Recorded endpoints with whether each answers now."""
+        out = []
+        for endpoint in self.store.endpoints.list():
+            healthy = endpoint.status == EndpointStatus.IN_SERVICE and self.backend(endpoint.backend).healthy(endpoint)
+            out.append((endpoint, healthy))
+        return out
+
+    def delete(self, name: str) -> None:
+        found = self.store.endpoints.get(name)
+        if found is None:
+            raise NotFound(f"no endpoint named {name!r}; `spotbot endpoints list` shows them", name=name)
+        self.backend(found[0].backend).stop(found[0])
+        self.store.endpoints.delete(name)
+
+
+class EndpointClient:
+    """How a worker calls endpoints by name: looks the endpoint up once, then invokes it."""
+
+    def __init__(self, settings: Settings, store: Store):
+        self.manager = EndpointManager(settings, store)
+        self._known: dict[str, Endpoint] = {}
+
+    def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
+        endpoint = self._known.get(name) or self._lookup(name)
+        try:
+            return self.manager.backend(endpoint.backend).invoke(endpoint, body, content_type, accept)
+        except EndpointError:
+            self._known.pop(name, None)  # it may have moved (restarted on another port): look again next time
+            raise
+
+    def _lookup(self, name: str) -> Endpoint:
+        found = self.manager.store.endpoints.get(name)
+        if found is None or found[0].status != EndpointStatus.IN_SERVICE:
+            state = "not recorded" if found is None else found[0].status.value
+            raise EndpointError(f"endpoint {name!r} is {state}; the scheduler starts a bot's endpoints at submit", name=name)
+        self._known[name] = found[0]
+        return found[0]

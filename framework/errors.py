@@ -1,0 +1,68 @@
+"""Every failure a user can see is one of these; the CLI maps each to a line and an exit code."""
+
+from __future__ import annotations
+
+
+class SpotbotError(Exception):
+    """Something went wrong in spotbot."""
+
+    exit_code = 1
+
+    def __init__(self, message: str | None = None, **data):
+        super().__init__(message or (self.__doc__ or "").strip())
+        for key, value in data.items():
+            setattr(self, key, value)
+
+
+class ConfigError(SpotbotError):
+    """A configuration value is missing or invalid."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None, file: str | None = None):
+        where = " ".join(part for part in (f"in {file}:" if file else "", f"{field}:" if field else "") if part)
+        super().__init__(f"{where} {message}" if where else message, field=field, file=file)
+
+
+class NotFound(SpotbotError):
+    """The thing asked for does not exist."""
+
+    exit_code = 5
+
+
+class StoreUnavailable(SpotbotError):
+    """Elasticsearch cannot be reached."""
+
+    exit_code = 6
+
+
+class StorageError(SpotbotError):
+    """S3 refused or failed a request."""
+
+    exit_code = 6
+
+
+class EndpointError(SpotbotError):
+    """A model endpoint could not be created, reached or invoked."""
+
+    exit_code = 7
+
+
+class LaunchError(SpotbotError):
+    """A bot worker could not be launched."""
+
+    exit_code = 7
+
+
+class UnsupportedReference(ConfigError):
+    """A backend was given an image reference it cannot run."""
+
+
+class LeaseLost(SpotbotError):
+    """Another worker took over the chunk this worker was working on."""
+
+
+class TaskError(SpotbotError):
+    """The user's task.py cannot be loaded or used."""
+
+    exit_code = 2

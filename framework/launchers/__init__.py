@@ -1,0 +1,43 @@
+"""Launchers start bot workers; one small protocol, one file per backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import ConfigError
+from ..models import BotConfig, Worker, WorkerState
+from ..settings import Settings
+
+
+@dataclass
+class WorkerSpec:
+    """What a launcher needs to start one worker."""
+
+    job_id: str
+    bot: BotConfig
+    worker_id: str
+    batch_id: int
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+class Launcher(Protocol):
+    name: str
+
+    def check(self, bot: BotConfig) -> None:
+        """Raise UnsupportedReference when this launcher cannot run the bot's image."""
+
+    def launch(self, spec: WorkerSpec) -> Worker: ...
+
+    def poll(self, worker: Worker) -> tuple[WorkerState, int | None]:
+        """The worker's state now and, once it ended, its exit code (None when unknown)."""
+
+    def stop(self, worker: Worker) -> None: ...
+
+
+def launcher(settings: Settings) -> Launcher:
+    if settings.launcher == "process":
+        from .process import ProcessLauncher
+
+        return ProcessLauncher(settings)
+    raise ConfigError(f"unknown launcher {settings.launcher!r}; this version has: process", field="SPOTBOT_LAUNCHER")

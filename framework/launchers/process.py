@@ -1,0 +1,75 @@
+"""Launcher `process`: each worker is a local `python -m framework.bot <task.py>` process."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+
+from ..endpoints.process import pid_alive
+from ..errors import LaunchError, UnsupportedReference
+from ..models import BotConfig, Worker, WorkerState
+from ..settings import Settings
+from . import WorkerSpec
+
+
+class ProcessLauncher:
+    name = "process"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.host = socket.gethostname()
+        self._children: dict[str, subprocess.Popen] = {}
+
+    def check(self, bot: BotConfig) -> None:
+        if not bot.bot_image.startswith("python:"):
+            raise UnsupportedReference(
+                f"launcher 'process' runs python:<task.py or module> references, not the container image "
+                f"{bot.bot_image!r}; container images need a container launcher (SPOTBOT_LAUNCHER=docker or batch)",
+                field="bot_image",
+            )
+
+    def launch(self, spec: WorkerSpec) -> Worker:
+        self.check(spec.bot)
+        logs = self.settings.home / "logs" / spec.job_id
+        logs.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "framework.bot", spec.bot.bot_image.removeprefix("python:")]
+        command += shlex.split(spec.bot.bot_image_cmd or "")
+        try:
+            with open(logs / f"{spec.worker_id}.log", "ab") as log:
+                child = subprocess.Popen(
+                    command,
+                    env={**os.environ, **spec.environment},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # keeps working when the submitting command exits
+                )
+        except OSError as exc:
+            raise LaunchError(f"cannot start worker {spec.worker_id}: {exc}") from None
+        self._children[spec.worker_id] = child
+        return Worker(id=spec.worker_id, batch_id=spec.batch_id, backend=self.name, state=WorkerState.RUNNING,
+                      pid=child.pid, host=self.host)
+
+    def poll(self, worker: Worker) -> tuple[WorkerState, int | None]:
+        child = self._children.get(worker.id)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return WorkerState.RUNNING, None
+            return (WorkerState.EXITED if code == 0 else WorkerState.FAILED), code
+        if worker.state in (WorkerState.EXITED, WorkerState.FAILED):
+            return worker.state, worker.exit_code
+        if worker.host == self.host and not pid_alive(worker.pid):
+            return WorkerState.LOST, None
+        return worker.state, None
+
+    def stop(self, worker: Worker) -> None:
+        if worker.host == self.host and pid_alive(worker.pid):
+            try:
+                os.killpg(worker.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass

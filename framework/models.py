@@ -1,0 +1,288 @@
+"""The domain's records: bots, jobs, chunks, files, endpoints, workers, and their statuses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SEED_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def seed_date() -> str:
+    """A timestamp in the format of the seed's bot_config.json."""
+    return dt.datetime.now().strftime(SEED_DATE_FORMAT)
+
+
+class JobStatus(str, Enum):
+    SCANNING = "SCANNING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    COMPLETED_WITH_ERRORS = "COMPLETED_WITH_ERRORS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobStatus.SCANNING, JobStatus.RUNNING)
+
+
+class FileStatus(str, Enum):
+    NOT_STARTED = "NOT_STARTED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (FileStatus.COMPLETED, FileStatus.ERROR, FileStatus.CANCELLED)
+
+
+class ChunkStatus(str, Enum):
+    OPEN = "OPEN"
+    LEASED = "LEASED"
+    DONE = "DONE"
+
+
+class EndpointStatus(str, Enum):
+    CREATING = "CREATING"
+    IN_SERVICE = "IN_SERVICE"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+
+class WorkerState(str, Enum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    EXITED = "EXITED"
+    FAILED = "FAILED"
+    LOST = "LOST"
+
+
+def split_list(value: str | list[str] | None) -> list[str]:
+    """The seed's comma-separated strings (or real lists) as a list of stripped items."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items]
+
+
+class BotConfig(BaseModel):
+    """A bot registration, in the field names of the seed's bot_config.json."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str
+    file_types: list[str]
+    bot_image: str
+    bot_image_cmd: str = ""
+    endpoint_name: str = ""
+    endpoint_ecr_image_path: str = ""
+    instance_type: str = "ml.m5.large"
+    model_s3_path: str = ""
+    es_url: str = ""
+    create_date: str = Field(default_factory=seed_date)
+    update_date: str = Field(default_factory=seed_date)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                "must start with a letter and hold only letters, digits, '_' or '-' (at most 64 characters)"
+            )
+        return value
+
+    @field_validator("file_types", mode="before")
+    @classmethod
+    def _file_types(cls, value: Any) -> list[str]:
+        if not isinstance(value, (str, list)):
+            raise ValueError('must be a string like ".jpg,.png" or a list of suffixes')
+        types = []
+        for item in split_list(value):
+            if not item:
+                continue
+            suffix = item.lower() if item.startswith(".") else "." + item.lower()
+            if not re.fullmatch(r"\.[a-z0-9][a-z0-9._-]{0,31}", suffix):
+                raise ValueError(f"{item!r} is not a file suffix like .jpg")
+            if suffix not in types:
+                types.append(suffix)
+        if not types:
+            raise ValueError('must name at least one suffix, like ".jpg,.png"')
+        return types
+
+    @field_validator("bot_image")
+    @classmethod
+    def _bot_image(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must name a container image or python:<task.py or module>")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> "BotConfig":
+        names = split_list(self.endpoint_name) if self.endpoint_name else []
+        images = split_list(self.endpoint_ecr_image_path) if self.endpoint_ecr_image_path else []
+        models = split_list(self.model_s3_path) if self.model_s3_path else []
+        if len(names) != len(images):
+            raise ValueError(
+                f"endpoint_name lists {len(names)} endpoint(s) but endpoint_ecr_image_path lists "
+                f"{len(images)}: give one image per endpoint, comma-separated in the same order"
+            )
+        if models and len(models) != len(names):
+            raise ValueError(
+                f"model_s3_path lists {len(models)} path(s) for {len(names)} endpoint(s): give one per "
+                "endpoint (empty between commas where an endpoint has none)"
+            )
+        for name in names:
+            if not NAME_PATTERN.match(name):
+                raise ValueError(f"endpoint_name {name!r} must start with a letter and hold only letters, digits, '_' or '-'")
+        for path in models:
+            if path and not path.startswith("s3://"):
+                raise ValueError(f"model_s3_path {path!r} must be an s3:// URI of a .tar.gz")
+        if any(not image for image in images):
+            raise ValueError("endpoint_ecr_image_path has an empty entry")
+        return self
+
+    def endpoints(self) -> list["EndpointSpec"]:
+        names = split_list(self.endpoint_name) if self.endpoint_name else []
+        images = split_list(self.endpoint_ecr_image_path) if self.endpoint_ecr_image_path else []
+        models = split_list(self.model_s3_path) if self.model_s3_path else [""] * len(names)
+        return [
+            EndpointSpec(name=n, image=i, model_s3_path=m, instance_type=self.instance_type)
+            for n, i, m in zip(names, images, models)
+        ]
+
+    @classmethod
+    def parse(cls, data: Any, *, source: str = "bot config") -> "BotConfig":
+        """Validate a registration; the error names the file and the field."""
+        if not isinstance(data, dict):
+            raise ConfigError("must be a JSON object with the bot's fields", file=source)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            message = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden":
+                message = "is not a bot_config.json field"
+            elif first["type"] == "missing":
+                message = "is required"
+            raise ConfigError(message, field=field, file=source) from None
+
+
+class EndpointSpec(BaseModel):
+    """One model endpoint a bot calls, as its registration describes it."""
+
+    name: str
+    image: str
+    model_s3_path: str = ""
+    instance_type: str = "ml.m5.large"
+
+
+class Endpoint(BaseModel):
+    """A running (or once running) endpoint, as recorded in the endpoints index."""
+
+    name: str
+    backend: str
+    image: str
+    model_s3_path: str = ""
+    status: EndpointStatus
+    url: str = ""
+    pid: int | None = None
+    host: str = ""
+    error: str = ""
+    created_at: int = Field(default_factory=now_ms)
+    updated_at: int = Field(default_factory=now_ms)
+
+
+class Worker(BaseModel):
+    """One launched bot worker, as recorded on its job."""
+
+    id: str
+    batch_id: int
+    backend: str
+    state: WorkerState = WorkerState.STARTING
+    pid: int | None = None
+    host: str = ""
+    exit_code: int | None = None
+    reason: str = ""
+    started_at: int = Field(default_factory=now_ms)
+    ended_at: int | None = None
+
+
+class Job(BaseModel):
+    """One run of one bot over one S3 prefix."""
+
+    job_id: str
+    bot: str
+    input_uri: str
+    output_uri: str
+    status: JobStatus = JobStatus.SCANNING
+    total: int = 0
+    chunks: int = 0
+    workers_requested: int = 1
+    workers: dict[str, Worker] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    error: str = ""
+    created_at: int = Field(default_factory=now_ms)
+    running_at: int | None = None
+    finished_at: int | None = None
+
+
+class Chunk(BaseModel):
+    """A run of up to chunk_size files: the unit of work and of leases."""
+
+    chunk_id: str
+    job_id: str
+    seq: int
+    batch_id: int
+    file_ids: list[str]
+    status: ChunkStatus = ChunkStatus.OPEN
+    lease_owner: str = ""
+    lease_expires_at: int = 0
+    claims: int = 0
+    created_at: int = Field(default_factory=now_ms)
+    done_at: int | None = None
+
+
+class FileTask(BaseModel):
+    """One file of one job: the unit of status."""
+
+    job_id: str
+    bot: str
+    bucket: str
+    file_key: str
+    chunk_id: str
+    batch_id: int
+    status: FileStatus = FileStatus.NOT_STARTED
+    attempts: int = 0
+    in_flight: bool = False
+    worker_id: str = ""
+    workers: list[str] = Field(default_factory=list)
+    output_uri: str = ""
+    labels: list[str] = Field(default_factory=list)
+    output: Any = None
+    error: str = ""
+    size: int = 0
+    created_at: int = Field(default_factory=now_ms)
+    started_at: int | None = None
+    completed_at: int | None = None
+
+    @staticmethod
+    def doc_id(job_id: str, bucket: str, key: str) -> str:
+        """Deterministic, so recording the same prefix twice never duplicates a file."""
+        return hashlib.sha256(f"{job_id}\0{bucket}\0{key}".encode()).hexdigest()[:40]

@@ -1,0 +1,125 @@
+"""One Settings object, built at the entry point from SPOTBOT_* variables and the local stack's state."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+
+from .errors import ConfigError
+
+LOCAL_STATE_FILE = "local.json"
+
+
+class Settings(BaseModel):
+    """Everything spotbot can be told; each field is one SPOTBOT_<NAME> environment variable."""
+
+    home: Path = Field(Path(".spotbot"), description="where the embedded stack keeps data, logs and state")
+    es_url: str = Field("", description="Elasticsearch URL (default: the embedded stack's)")
+    index_prefix: str = Field("spotbot-", description="prefix of the Elasticsearch index names")
+    s3_endpoint_url: str = Field("", description="S3 endpoint URL (default: the embedded stack's, or AWS)")
+    s3_access_key: SecretStr | None = Field(None, description="S3 access key (default: the AWS credential chain)")
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (default: the AWS credential chain)")
+    region: str = Field("us-east-1", description="AWS region of S3 and of the endpoints")
+    launcher: str = Field("process", description="how bot workers run: process")
+    endpoint_backend: str = Field("process", description="how model endpoints run: process")
+    workers: int = Field(2, ge=1, le=1024, description="bot workers per job when --bots is not given")
+    chunk_size: int = Field(50, ge=1, le=5000, description="files per chunk, the unit of work a worker claims")
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts per file before it ends ERROR")
+    lease_seconds: float = Field(60.0, gt=0, description="how long a claimed chunk stays a worker's without a heartbeat")
+    poll_seconds: float = Field(1.0, gt=0, description="how often idle workers and --wait look for news")
+    flush_files: int = Field(20, ge=1, description="a worker writes results after this many files ...")
+    flush_seconds: float = Field(5.0, gt=0, description="... or after this many seconds, whichever is first")
+    endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
+    endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read SPOTBOT_* (then the local stack's state file for what is still unset)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = environ.get(env_name(name))
+            if raw not in (None, ""):
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            settings = cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0])
+            raise ConfigError(first["msg"], field=env_name(field)) from None
+        return settings.with_local_stack()
+
+    def with_local_stack(self) -> "Settings":
+        """Fill what is unset from the embedded stack's state, when one is up under home."""
+        state = self.local_state()
+        if not state:
+            return self
+        update: dict[str, Any] = {}
+        if not self.es_url:
+            update["es_url"] = state.get("es_url", "")
+        if not self.s3_endpoint_url:
+            update["s3_endpoint_url"] = state.get("s3_endpoint_url", "")
+            if self.s3_access_key is None and state.get("access_key"):
+                update["s3_access_key"] = SecretStr(state["access_key"])
+                update["s3_secret_key"] = SecretStr(state["secret_key"])
+        return self.model_copy(update=update)
+
+    def local_state(self) -> dict[str, Any]:
+        path = self.home / LOCAL_STATE_FILE
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the local stack's state: {exc}", file=str(path)) from None
+
+    def require_es(self) -> str:
+        if not self.es_url:
+            raise ConfigError(
+                "no Elasticsearch to talk to: run `spotbot local up`, or set SPOTBOT_ES_URL",
+                field="SPOTBOT_ES_URL",
+            )
+        return self.es_url
+
+    def environment(self) -> dict[str, str]:
+        """These settings as SPOTBOT_* variables, secrets included: for a worker's environment only."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None or value == "":
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[env_name(name)] = str(value.resolve() if isinstance(value, Path) else value)
+        return env
+
+    def redacted(self) -> dict[str, Any]:
+        """These settings for printing: secrets shown as '***'."""
+        out = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def env_name(field: str) -> str:
+    return "SPOTBOT_" + field.upper()
+
+
+def describe() -> str:
+    """One line per setting, for --help and the README."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if default in (None, "") else f" (default: {default})"
+        lines.append(f"{env_name(name)}: {field.description}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Everything that talks to S3: parse URIs, list prefixes page by page, read and write objects."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from .errors import ConfigError, StorageError
+from .settings import Settings
+
+BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def key(self, name: str) -> str:
+        """name under this prefix, with exactly one '/' between them."""
+        if not self.prefix:
+            return name
+        return self.prefix.rstrip("/") + "/" + name
+
+    def contains(self, other: "S3Location") -> bool:
+        return self.bucket == other.bucket and other.prefix.startswith(self.prefix)
+
+
+def parse_uri(uri: str, *, field: str = "uri") -> S3Location:
+    """s3://bucket/prefix -> S3Location; the error names the field."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ConfigError(f"{uri!r} is not an S3 URI like s3://bucket/prefix", field=field)
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not BUCKET_PATTERN.match(bucket) or ".." in bucket:
+        raise ConfigError(f"{bucket!r} in {uri!r} is not a valid bucket name", field=field)
+    return S3Location(bucket, prefix)
+
+
+def has_suffix(key: str, suffixes: list[str]) -> bool:
+    """Whether key ends with one of the suffixes, case-insensitively."""
+    lowered = key.lower()
+    return any(lowered.endswith(suffix) for suffix in suffixes)
+
+
+class Storage:
+    """An S3 client for one endpoint and one set of credentials."""
+
+    def __init__(self, settings: Settings):
+        self.endpoint_url = settings.s3_endpoint_url or None
+        credentials = {}
+        if settings.s3_access_key is not None and settings.s3_secret_key is not None:
+            credentials = {
+                "aws_access_key_id": settings.s3_access_key.get_secret_value(),
+                "aws_secret_access_key": settings.s3_secret_key.get_secret_value(),
+            }
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=settings.region,
+            config=botocore.config.Config(
+                signature_version="s3v4",
+                retries={"mode": "standard", "max_attempts": 6},
+                s3={"addressing_style": "path"} if self.endpoint_url else {},
+                max_pool_connections=32,
+            ),
+            **credentials,
+        )
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except botocore.exceptions.EndpointConnectionError:
+            where = self.endpoint_url or "AWS S3"
+            raise StorageError(
+                f"cannot reach S3 at {where} while {what}; is it running? (`spotbot local up` starts the embedded one)",
+                url=where,
+            ) from None
+        except botocore.exceptions.NoCredentialsError:
+            raise StorageError(f"no AWS credentials for S3 while {what}") from None
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", "")
+            raise StorageError(f"S3 refused {what}: {code} {message}".strip(), code=code) from None
+
+    def check_bucket(self, bucket: str, *, field: str) -> None:
+        """Fail with a clear message when the bucket does not exist or cannot be reached."""
+        try:
+            with self._errors(f"checking bucket {bucket!r}"):
+                self.client.head_bucket(Bucket=bucket)
+        except StorageError as exc:
+            if getattr(exc, "code", "") in ("404", "NoSuchBucket", "NotFound"):
+                raise ConfigError(f"bucket {bucket!r} does not exist", field=field) from None
+            raise
+
+    def ensure_bucket(self, bucket: str) -> None:
+        with self._errors(f"creating bucket {bucket!r}"):
+            try:
+                self.client.head_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError:
+                self.client.create_bucket(Bucket=bucket)
+
+    def pages(self, location: S3Location) -> Iterator[list[tuple[str, int]]]:
+        """The objects under a prefix, one listing page (up to 1,000 keys) at a time."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors(f"listing {location.uri}"):
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
+                yield [(obj["Key"], obj.get("Size", 0)) for obj in page.get("Contents", [])]
+
+    def read(self, bucket: str, key: str) -> bytes:
+        with self._errors(f"reading s3://{bucket}/{key}"):
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def write(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        with self._errors(f"writing s3://{bucket}/{key}"):
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        return f"s3://{bucket}/{key}"
+
+    def download(self, uri: str, path: str) -> None:
+        location = parse_uri(uri, field="model_s3_path")
+        with self._errors(f"downloading {uri}"):
+            self.client.download_file(location.bucket, location.prefix, path)

@@ -1,0 +1,179 @@
+"""File documents: every change of a file's status happens here.
+
+A file moves NOT_STARTED -> PROCESSING -> COMPLETED | ERROR (or CANCELLED). Each write is
+conditional on the sequence number of our own last read or write of that file, so a worker
+that lost its chunk to another can never overwrite the newer state: its write gets a 409
+and is dropped. Reads are by id (mget), never by search, so they are always current.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import SpotbotError, StoreUnavailable
+from ..models import Chunk, FileStatus, FileTask, now_ms
+from .client import unavailable_as
+
+if TYPE_CHECKING:
+    from . import Store
+
+LOST_MESSAGE = "worker lost while processing"
+
+
+@dataclass
+class Claim:
+    """A file as this worker last read or wrote it."""
+
+    id: str
+    task: FileTask
+    seq_no: int
+    primary_term: int
+
+
+class FileStore:
+    def __init__(self, store: "Store"):
+        self.store = store
+
+    @property
+    def _index(self) -> str:
+        return self.store.index("files")
+
+    def record(self, files: Iterable[FileTask]) -> list[str]:
+        """Create file documents in one bulk request; returns the ids that are new (existing ones are kept)."""
+        ops: list[dict] = []
+        for task in files:
+            ops.append({"create": {"_index": self._index, "_id": FileTask.doc_id(task.job_id, task.bucket, task.file_key)}})
+            ops.append(task.model_dump(mode="json"))
+        if not ops:
+            return []
+        with unavailable_as(self.store.url):
+            result = self.store.es.bulk(operations=ops)
+        created = []
+        for item in result["items"]:
+            info = item["create"]
+            if info["status"] == 201:
+                created.append(info["_id"])
+            elif info["status"] != 409:
+                raise RuntimeError(f"recording file {info['_id']} failed: {info.get('error')}")
+        return created
+
+    def open_in(self, chunk: Chunk) -> list[Claim]:
+        """The chunk's files that still need work, read by id (a file re-scanned into a later chunk stays with its first)."""
+        with unavailable_as(self.store.url):
+            docs = self.store.es.mget(index=self._index, ids=chunk.file_ids)["docs"]
+        claims = []
+        for doc in docs:
+            if not doc.get("found"):
+                continue
+            task = FileTask.model_validate(doc["_source"])
+            if task.chunk_id == chunk.chunk_id and not task.status.terminal:
+                claims.append(Claim(doc["_id"], task, doc["_seq_no"], doc["_primary_term"]))
+        return claims
+
+    def begin(self, claims: list[Claim], worker_id: str) -> list[Claim]:
+        """Mark files PROCESSING in one bulk write, one attempt each; returns those we now hold."""
+        now = now_ms()
+        for claim in claims:
+            task = claim.task
+            task.status = FileStatus.PROCESSING
+            task.attempts += 1
+            task.in_flight = False
+            task.worker_id = worker_id
+            task.workers = [*task.workers, worker_id]
+            task.started_at = now
+        return self.write(claims)
+
+    def begin_one(self, claim: Claim, worker_id: str, max_attempts: int) -> Claim | None:
+        """Mark one file in flight (recovery mode); a file a worker died on counts that as an attempt.
+
+        After a worker dies, nobody knows which of its PROCESSING files killed it, so the next
+        worker takes them one at a time and marks each in flight before working it. A file
+        found still in flight was being worked when a worker died: that is a lost attempt, and
+        after max_attempts the file ends ERROR instead of killing one more worker.
+        Returns the claim to work, or None (the file ended ERROR, or another worker has it).
+        """
+        task = claim.task
+        if task.status == FileStatus.PROCESSING and task.in_flight:
+            if task.attempts >= max_attempts:
+                lost_by = ", ".join(dict.fromkeys(task.workers)) or "unknown"
+                self.fail(claim, f"{LOST_MESSAGE} {task.attempts} time(s) (workers: {lost_by})")
+                self.write([claim])
+                return None
+            task.attempts += 1
+        elif task.status == FileStatus.NOT_STARTED:
+            task.attempts += 1
+        task.status = FileStatus.PROCESSING
+        task.in_flight = True
+        task.worker_id = worker_id
+        task.workers = [*task.workers, worker_id]
+        task.started_at = now_ms()
+        written = self.write([claim])
+        return written[0] if written else None
+
+    def complete(self, claim: Claim, *, output_uri: str, labels: list[str], output: Any, attempts: int) -> None:
+        task = claim.task
+        task.status = FileStatus.COMPLETED
+        task.in_flight = False
+        task.output_uri = output_uri
+        task.labels = labels
+        task.output = output
+        task.error = ""
+        task.attempts = max(task.attempts, attempts)
+        task.completed_at = now_ms()
+
+    def fail(self, claim: Claim, error: str, attempts: int | None = None) -> None:
+        task = claim.task
+        task.status = FileStatus.ERROR
+        task.in_flight = False
+        task.error = error[:4000]
+        if attempts is not None:
+            task.attempts = max(task.attempts, attempts)
+        task.completed_at = now_ms()
+
+    def write(self, claims: list[Claim]) -> list[Claim]:
+        """Write the claims' files in one bulk request, each conditional on our last seq_no.
+
+        Returns the claims written (their seq_no updated); a 409 means another worker has the
+        file now, and that claim is left out.
+        """
+        if not claims:
+            return []
+        ops: list[dict] = []
+        for claim in claims:
+            ops.append(
+                {"index": {"_index": self._index, "_id": claim.id, "if_seq_no": claim.seq_no, "if_primary_term": claim.primary_term}}
+            )
+            ops.append(claim.task.model_dump(mode="json"))
+        with unavailable_as(self.store.url):
+            result = self.store.es.bulk(operations=ops)
+        written = []
+        for claim, item in zip(claims, result["items"]):
+            info = item["index"]
+            if info["status"] in (200, 201):
+                claim.seq_no, claim.primary_term = info["_seq_no"], info["_primary_term"]
+                written.append(claim)
+            elif info["status"] == 429 or info["status"] >= 500:
+                raise StoreUnavailable(f"writing file {claim.task.file_key!r} failed ({info['status']}): {info.get('error')}")
+            elif info["status"] != 409:
+                raise SpotbotError(f"writing file {claim.task.file_key!r} failed: {info.get('error')}")
+        return written
+
+    def page(self, job_id: str, *, status: str | None = None, size: int = 500) -> Iterable[FileTask]:
+        """The job's files in key order, page by page (search_after), optionally of one status."""
+        self.store.refresh("files")
+        filters: list[dict] = [{"term": {"job_id": job_id}}]
+        if status:
+            filters.append({"term": {"status": status}})
+        after = None
+        while True:
+            kwargs: dict[str, Any] = {"search_after": after} if after else {}
+            with unavailable_as(self.store.url):
+                hits = self.store.es.search(
+                    index=self._index, size=size, query={"bool": {"filter": filters}}, sort=[{"file_key": "asc"}], **kwargs
+                )["hits"]["hits"]
+            for hit in hits:
+                yield FileTask.model_validate(hit["_source"])
+            if len(hits) < size:
+                return
+            after = hits[-1]["sort"]

@@ -1,0 +1,93 @@
+"""Index names and their explicit, strict, versioned mappings."""
+
+from __future__ import annotations
+
+MAPPING_VERSION = 1
+
+KEYWORD = {"type": "keyword"}
+MILLIS = {"type": "date", "format": "epoch_millis"}
+STORED = {"type": "object", "enabled": False}
+INT = {"type": "integer"}
+
+MAPPINGS: dict[str, dict] = {
+    "bots": {
+        "name": KEYWORD,
+        "file_types": KEYWORD,
+        "bot_image": KEYWORD,
+        "bot_image_cmd": {"type": "keyword", "index": False},
+        "endpoint_name": KEYWORD,
+        "endpoint_ecr_image_path": KEYWORD,
+        "instance_type": KEYWORD,
+        "model_s3_path": KEYWORD,
+        "es_url": {"type": "keyword", "index": False},
+        "create_date": KEYWORD,
+        "update_date": KEYWORD,
+    },
+    "jobs": {
+        "job_id": KEYWORD,
+        "bot": KEYWORD,
+        "input_uri": KEYWORD,
+        "output_uri": KEYWORD,
+        "status": KEYWORD,
+        "total": {"type": "long"},
+        "chunks": INT,
+        "workers_requested": INT,
+        "workers": STORED,
+        "counts": STORED,
+        "error": {"type": "text"},
+        "created_at": MILLIS,
+        "running_at": MILLIS,
+        "finished_at": MILLIS,
+    },
+    "chunks": {
+        "chunk_id": KEYWORD,
+        "job_id": KEYWORD,
+        "seq": INT,
+        "batch_id": INT,
+        "file_ids": {"type": "keyword", "index": False},
+        "status": KEYWORD,
+        "lease_owner": KEYWORD,
+        "lease_expires_at": MILLIS,
+        "claims": INT,
+        "created_at": MILLIS,
+        "done_at": MILLIS,
+    },
+    "files": {
+        "job_id": KEYWORD,
+        "bot": KEYWORD,
+        "bucket": KEYWORD,
+        "file_key": KEYWORD,
+        "chunk_id": KEYWORD,
+        "batch_id": INT,
+        "status": KEYWORD,
+        "attempts": INT,
+        "in_flight": {"type": "boolean"},
+        "worker_id": KEYWORD,
+        "workers": KEYWORD,
+        "output_uri": KEYWORD,
+        "labels": KEYWORD,
+        "output": STORED,
+        "error": {"type": "text"},
+        "size": {"type": "long"},
+        "created_at": MILLIS,
+        "started_at": MILLIS,
+        "completed_at": MILLIS,
+    },
+    "endpoints": {
+        "name": KEYWORD,
+        "backend": KEYWORD,
+        "image": KEYWORD,
+        "model_s3_path": KEYWORD,
+        "status": KEYWORD,
+        "url": KEYWORD,
+        "pid": INT,
+        "host": KEYWORD,
+        "error": {"type": "text"},
+        "created_at": MILLIS,
+        "updated_at": MILLIS,
+    },
+}
+
+
+def mapping(kind: str) -> dict:
+    return {"dynamic": "strict", "_meta": {"spotbot_mapping_version": MAPPING_VERSION}, "properties": MAPPINGS[kind]}

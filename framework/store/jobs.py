@@ -1,0 +1,107 @@
+"""Job documents: created once per job id, changed only by conditional read-modify-write."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import elasticsearch
+
+from ..errors import NotFound
+from ..models import FileStatus, Job, JobStatus, now_ms
+from .client import unavailable_as
+
+if TYPE_CHECKING:
+    from . import Store
+
+
+class JobStore:
+    def __init__(self, store: "Store"):
+        self.store = store
+
+    @property
+    def _index(self) -> str:
+        return self.store.index("jobs")
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Record a new job; when the id exists, return the stored one and False."""
+        with unavailable_as(self.store.url):
+            try:
+                self.store.es.create(index=self._index, id=job.job_id, document=job.model_dump(mode="json"))
+                return job, True
+            except elasticsearch.ConflictError:
+                return self.get(job.job_id), False
+
+    def get(self, job_id: str) -> Job:
+        return self._read(job_id)[0]
+
+    def _read(self, job_id: str) -> tuple[Job, int, int]:
+        with unavailable_as(self.store.url):
+            doc = self.store.es.options(ignore_status=404).get(index=self._index, id=job_id)
+        if not doc.get("found"):
+            raise NotFound(f"no job {job_id!r}; `spotbot jobs list` shows the jobs", job_id=job_id)
+        return Job.model_validate(doc["_source"]), doc["_seq_no"], doc["_primary_term"]
+
+    def change(self, job_id: str, mutate: Callable[[Job], Job | None]) -> Job:
+        """Apply mutate to the current job and write it back only if nobody wrote in between.
+
+        mutate returns None when there is nothing to change (for example, another process already
+        finalized the job); the current job is returned then.
+        """
+        for _ in range(50):
+            job, seq_no, primary_term = self._read(job_id)
+            changed = mutate(job.model_copy(deep=True))
+            if changed is None:
+                return job
+            try:
+                with unavailable_as(self.store.url):
+                    self.store.es.index(
+                        index=self._index,
+                        id=job_id,
+                        document=changed.model_dump(mode="json"),
+                        if_seq_no=seq_no,
+                        if_primary_term=primary_term,
+                    )
+                return changed
+            except elasticsearch.ConflictError:
+                continue
+        raise RuntimeError(f"job {job_id!r} kept changing under us; try again")
+
+    def list(self, limit: int = 1000) -> list[Job]:
+        with unavailable_as(self.store.url):
+            self.store.refresh("jobs")
+            hits = self.store.es.search(index=self._index, size=limit, sort=[{"created_at": "desc"}])["hits"]["hits"]
+        return [Job.model_validate(h["_source"]) for h in hits]
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        """Files per status, from an aggregation over the job's files (after a refresh)."""
+        self.store.refresh("files")
+        with unavailable_as(self.store.url):
+            result = self.store.es.search(
+                index=self.store.index("files"),
+                size=0,
+                query={"term": {"job_id": job_id}},
+                aggs={"status": {"terms": {"field": "status", "size": 20}}},
+            )
+        counts = {status.value: 0 for status in FileStatus}
+        for bucket in result["aggregations"]["status"]["buckets"]:
+            counts[bucket["key"]] = bucket["doc_count"]
+        return counts
+
+    def finalize(self, job_id: str, *, cancelled: bool = False) -> Job:
+        """End the job exactly once, with counts from its files; a no-op when it has ended."""
+        counts = self.counts(job_id)
+
+        def end(job: Job) -> Job | None:
+            if job.status.terminal or job.status == JobStatus.SCANNING:
+                return None
+            if cancelled:
+                job.status = JobStatus.CANCELLED
+            elif counts[FileStatus.ERROR.value]:
+                job.status = JobStatus.COMPLETED_WITH_ERRORS
+            else:
+                job.status = JobStatus.COMPLETED
+            job.counts = counts
+            job.finished_at = now_ms()
+            return job
+
+        return self.change(job_id, end)
