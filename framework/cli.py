@@ -19,7 +19,8 @@ import click
 
 from . import settings as settings_module
 from .errors import ConfigError, SpotbotError
-from .models import BotConfig, FileStatus, Job, JobStatus, WorkerState, now_ms
+from .bot_config import read_bot_config
+from .models import FileStatus, Job, JobStatus, WorkerState, now_ms
 from .settings import Settings
 
 EXIT_BY_STATUS = {
@@ -183,37 +184,6 @@ def local_status(obj: Context, as_json: bool) -> None:
 @main.group()
 def bots() -> None:
     """Register, list, show and delete bots."""
-
-
-def read_bot_config(path: Path) -> BotConfig:
-    """Parse a bot_config.json; python: references to files are resolved against the file's folder."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=str(path)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"is not valid JSON: {exc}", file=str(path)) from None
-    config = BotConfig.parse(data, source=str(path))
-    return resolve_references(config, path.parent)
-
-
-def resolve_references(config: BotConfig, base: Path) -> BotConfig:
-    def resolve(reference: str, field: str) -> str:
-        if not reference.startswith("python:") or not reference.endswith(".py"):
-            return reference
-        target = Path(reference[len("python:"):])
-        if not target.is_absolute():
-            target = (base / target).resolve()
-        if not target.is_file():
-            raise ConfigError(f"{reference!r}: no such file {target}", field=field)
-        return f"python:{target}"
-
-    images = [resolve(image, "endpoint_ecr_image_path") for image in config.endpoint_ecr_image_path.split(",")] \
-        if config.endpoint_ecr_image_path else []
-    return config.model_copy(update={
-        "bot_image": resolve(config.bot_image, "bot_image"),
-        "endpoint_ecr_image_path": ",".join(images),
-    })
 
 
 @bots.command("register")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,7 +52,7 @@ def _port_free(port: int) -> bool:
 
 
 def _free_port(preferred: int) -> int:
-    if _port_free(preferred):
+    if preferred and _port_free(preferred):
         return preferred
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,7 +61,7 @@ def _free_port(preferred: int) -> int:
 
 def _free_weed_base(preferred: int) -> int:
     """A base port where weed mini's eight HTTP ports and their gRPC twins (+10000) are all free."""
-    candidates = [preferred] + list(range(20000, 29000, 17))
+    candidates = ([preferred] if preferred else []) + random.sample(range(20000, 29000, 10), 200)
     for base in candidates:
         if all(_port_free(base + i) and _port_free(base + i + 10000) for i in range(8)):
             return base
@@ -70,9 +71,11 @@ def _free_weed_base(preferred: int) -> int:
 class LocalStack:
     """Start, stop and describe the embedded servers whose data lives under home."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, *, es_port: int = DEFAULT_ES_PORT, s3_base_port: int = DEFAULT_S3_BASE):
+        """es_port and s3_base_port are preferences: taken when free, else free ports are found (0: any)."""
         self.home = home.resolve()
         self.state_path = self.home / LOCAL_STATE_FILE
+        self.es_port, self.s3_base_port = es_port, s3_base_port
 
     def state(self) -> dict[str, Any]:
         try:
@@ -116,7 +119,7 @@ class LocalStack:
         return self.status()
 
     def _start_es(self, previous: int | None) -> int:
-        port = previous if previous and _port_free(previous) else _free_port(DEFAULT_ES_PORT)
+        port = previous if previous and _port_free(previous) else _free_port(self.es_port)
         data = self.home / "es"
         result = subprocess.run(
             [_tool("noida-db"), "up", "--data-dir", str(data), "--host", "127.0.0.1", "--only", "elasticsearch",
@@ -132,7 +135,7 @@ class LocalStack:
         return port
 
     def _start_s3(self, previous: int | None) -> tuple[int, int]:
-        base = _free_weed_base(previous or DEFAULT_S3_BASE)
+        base = _free_weed_base(previous or self.s3_base_port)
         data = self.home / "s3"
         data.mkdir(exist_ok=True)
         log_path = self.home / "logs" / "s3.log"

@@ -213,6 +213,7 @@ class Worker(BaseModel):
     """One launched bot worker, as recorded on its job."""
 
     id: str
+    job_id: str
     batch_id: int
     backend: str
     state: WorkerState = WorkerState.STARTING

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 from .endpoints import EndpointManager
-from .errors import ConfigError, SpotbotError
+from .errors import ConfigError, SpotbotError, TaskError
 from .launchers import Launcher, WorkerSpec, launcher
 from .models import JOB_ID_PATTERN, BotConfig, Chunk, FileTask, Job, JobStatus, Worker, WorkerState, now_ms
 from .settings import Settings
@@ -211,7 +211,10 @@ class Scheduler:
 
     def supervise(self, job_id: str, *, relaunch_budget: int | None = None) -> Iterator[Job]:
         """Yield the job every poll until it ends; records worker exits and replaces workers that died early."""
-        budget = relaunch_budget if relaunch_budget is not None else 2 * max(1, self.store.jobs.get(job_id).workers_requested)
+        if relaunch_budget is None:
+            # enough for every worker to die twice and for a poison file to kill max_attempts more
+            relaunch_budget = 2 * self.store.jobs.get(job_id).workers_requested + self.settings.max_attempts + 1
+        budget = relaunch_budget
         while True:
             job = self.store.jobs.get(job_id)
             if job.status.terminal:
@@ -227,6 +230,12 @@ class Scheduler:
                                                            "reason": "" if code == 0 else f"exit code {code}"}))
             if ended:
                 job = self._record_workers(job_id, ended)
+                misconfigured = [w for w in ended if w.exit_code == TaskError.exit_code]
+                if misconfigured:
+                    # a task.py that cannot load fails the same way on every relaunch: stop here
+                    yield self.fail(job_id, f"worker {misconfigured[0].id} could not start its task: "
+                                            f"{self.launcher.last_words(misconfigured[0])}")
+                    return
             if job.status == JobStatus.RUNNING and not self.alive_workers(job):
                 job = self.settle(job_id)
                 if not job.status.terminal:

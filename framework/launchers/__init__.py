@@ -34,6 +34,9 @@ class Launcher(Protocol):
 
     def stop(self, worker: Worker) -> None: ...
 
+    def last_words(self, worker: Worker) -> str:
+        """The last line the worker logged (for the reason recorded on its job)."""
+
 
 def launcher(settings: Settings) -> Launcher:
     if settings.launcher == "process":

@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
-from ..endpoints.process import pid_alive
+from ..endpoints.process import pid_alive, tail
 from ..errors import LaunchError, UnsupportedReference
 from ..models import BotConfig, Worker, WorkerState
 from ..settings import Settings
@@ -34,12 +35,12 @@ class ProcessLauncher:
 
     def launch(self, spec: WorkerSpec) -> Worker:
         self.check(spec.bot)
-        logs = self.settings.home / "logs" / spec.job_id
-        logs.mkdir(parents=True, exist_ok=True)
+        log_path = self._log_path(spec.job_id, spec.worker_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "framework.bot", spec.bot.bot_image.removeprefix("python:")]
         command += shlex.split(spec.bot.bot_image_cmd or "")
         try:
-            with open(logs / f"{spec.worker_id}.log", "ab") as log:
+            with open(log_path, "ab") as log:
                 child = subprocess.Popen(
                     command,
                     env={**os.environ, **spec.environment},
@@ -51,7 +52,7 @@ class ProcessLauncher:
         except OSError as exc:
             raise LaunchError(f"cannot start worker {spec.worker_id}: {exc}") from None
         self._children[spec.worker_id] = child
-        return Worker(id=spec.worker_id, batch_id=spec.batch_id, backend=self.name, state=WorkerState.RUNNING,
+        return Worker(id=spec.worker_id, job_id=spec.job_id, batch_id=spec.batch_id, backend=self.name, state=WorkerState.RUNNING,
                       pid=child.pid, host=self.host)
 
     def poll(self, worker: Worker) -> tuple[WorkerState, int | None]:
@@ -66,6 +67,13 @@ class ProcessLauncher:
         if worker.host == self.host and not pid_alive(worker.pid):
             return WorkerState.LOST, None
         return worker.state, None
+
+    def last_words(self, worker: Worker) -> str:
+        lines = tail(self._log_path(worker.job_id, worker.id), 1)
+        return lines.split(" spotbot.worker: ", 1)[-1] or "(no output)"
+
+    def _log_path(self, job_id: str, worker_id: str) -> Path:
+        return self.settings.home / "logs" / job_id / f"{worker_id}.log"
 
     def stop(self, worker: Worker) -> None:
         if worker.host == self.host and pid_alive(worker.pid):

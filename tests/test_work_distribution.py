@@ -1,0 +1,145 @@
+"""Chunks, leases and conditional writes: no file is lost and none is worked twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+from framework.models import Chunk, ChunkStatus, FileStatus, Job
+from framework.store.chunks import Lease
+
+from conftest import cli_env, register_echo, results, spotbot, submit, upload
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll a condition of the system (not of index refresh) until it holds or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def calls_by_key(path) -> Counter:
+    return Counter(json.loads(line)["key"] for line in path.read_text().splitlines())
+
+
+def assert_invariants(settings, store, storage, bucket, job_id, keys):
+    """Every key has one file document, counts add up, every COMPLETED file has its output, none is PROCESSING."""
+    rows = results(settings, job_id)
+    assert sorted(r["file_key"] for r in rows) == sorted(keys)
+    counts = Counter(r["status"] for r in rows)
+    assert counts[FileStatus.PROCESSING.value] == 0 and counts[FileStatus.NOT_STARTED.value] == 0
+    job = store.jobs.get(job_id)
+    assert sum(job.counts.values()) == job.total == len(keys)
+    outputs = {key for page in storage.pages(storage_location(bucket)) for key, _ in page}
+    for row in rows:
+        if row["status"] == "COMPLETED":
+            assert f"out/{row['file_key']}.json" in outputs
+    return rows, job
+
+
+def storage_location(bucket):
+    from framework.storage import S3Location
+
+    return S3Location(bucket, "out/")
+
+
+def test_three_workers_work_every_file_exactly_once(settings, store, storage, bucket, tmp_path):
+    register_echo(settings)
+    keys = [f"in/{i:03d}.txt" for i in range(60)]
+    upload(storage, bucket, {key: key for key in keys})
+    calls = tmp_path / "calls.jsonl"
+    code, job, stderr = submit(settings, bucket, "--bots", "3", env=cli_env(settings, ECHO_CALLS_LOG=str(calls)))
+    assert code == 0, stderr
+    assert calls_by_key(calls) == Counter({key: 1 for key in keys})
+    assert len({json.loads(line)["pid"] for line in calls.read_text().splitlines()}) >= 2
+    assert_invariants(settings, store, storage, bucket, job["job_id"], keys)
+
+
+def test_only_one_of_many_racing_claims_wins(settings, store):
+    job = Job(job_id="race", bot="b", input_uri="s3://b/in/", output_uri="s3://b/out/")
+    store.jobs.create(job)
+    store.chunks.record([Chunk(chunk_id="race-0", job_id="race", seq=0, batch_id=0, file_ids=[])])
+    store.refresh("chunks")
+    won: list[Lease] = []
+    barrier = threading.Barrier(6)
+
+    def claim(i):
+        barrier.wait()
+        lease = store.chunks.claim("race", f"worker-{i}", i % 2, lease_seconds=1.0)
+        if lease:
+            won.append(lease)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    winner = won[0]
+    assert store.chunks.extend(winner, 1.0)
+    # once the lease has expired, another worker takes the chunk, and the first can no longer touch it
+    wait_for(lambda: store.chunks.claim("race", "thief", 0, lease_seconds=30), 10, "the expired lease to be claimable")
+    assert not store.chunks.extend(winner, 1.0)
+    assert not store.chunks.finish(winner)
+    doc = store.es.get(index=store.index("chunks"), id="race-0")["_source"]
+    assert doc["lease_owner"] == "thief" and doc["status"] == ChunkStatus.LEASED.value and doc["claims"] == 2
+
+
+def worker_pids(settings, job_id):
+    status = json.loads(spotbot(settings, "status", job_id, "--json").stdout)
+    return {w["id"]: w["pid"] for w in status["workers"] if w["state"] == "RUNNING"}
+
+
+def test_a_killed_worker_loses_no_file(settings, store, storage, bucket, tmp_path):
+    # Given slow files, so a kill lands mid-chunk, and a short lease
+    register_echo(settings)
+    keys = [f"in/{i:02d}.txt" for i in range(16)]
+    upload(storage, bucket, {key: "SLOW 0.3" for key in keys})
+    calls = tmp_path / "calls.jsonl"
+    env = cli_env(settings, ECHO_CALLS_LOG=str(calls), SPOTBOT_LEASE_SECONDS="3")
+    started = spotbot(settings, "submit", "--bot", "echo", "--input", f"s3://{bucket}/in/", "--output",
+                      f"s3://{bucket}/out/", "--bots", "2", "--json", env=env)
+    assert started.returncode == 0, started.stderr
+    job_id = json.loads(started.stdout)["job_id"]
+
+    # When one worker is killed once it has begun working
+    wait_for(lambda: calls.exists() and len(calls.read_text().splitlines()) >= 3, 60, "work to begin")
+    victim_id, victim_pid = sorted(worker_pids(settings, job_id).items())[0]
+    os.kill(victim_pid, signal.SIGKILL)
+
+    # Then the surviving worker takes over the chunk once its lease expires, and the job completes
+    job = wait_for(lambda: (j := store.jobs.get(job_id)).status.terminal and j, 120, "the job to end")
+    assert job.status.value == "COMPLETED"
+    rows, _ = assert_invariants(settings, store, storage, bucket, job_id, keys)
+    assert all(r["status"] == "COMPLETED" for r in rows)
+    redone = [key for key, n in calls_by_key(calls).items() if n > 1]
+    assert len(redone) <= settings.chunk_size  # at most the one chunk the dead worker held
+
+
+def test_a_poison_file_ends_error_and_the_rest_complete(settings, store, storage, bucket, tmp_path):
+    # Given one file that kills any worker that works it
+    register_echo(settings)
+    keys = [f"in/{i:02d}.txt" for i in range(8)]
+    upload(storage, bucket, {**{key: "fine" for key in keys}, "in/03.txt": "EXIT now"})
+    env = cli_env(settings, SPOTBOT_LEASE_SECONDS="2", SPOTBOT_MAX_ATTEMPTS="2", SPOTBOT_CHUNK_SIZE="4")
+
+    # When the job runs under --wait (which relaunches dead workers)
+    code, job, stderr = submit(settings, bucket, "--bots", "1", env=env, timeout=240)
+
+    # Then the poison file is ERROR for a lost worker, every other file COMPLETED
+    assert code == 3, stderr
+    rows, final = assert_invariants(settings, store, storage, bucket, job["job_id"], keys)
+    by_key = {r["file_key"]: r for r in rows}
+    assert by_key["in/03.txt"]["status"] == "ERROR"
+    assert "worker lost while processing" in by_key["in/03.txt"]["error"]
+    assert all(r["status"] == "COMPLETED" for k, r in by_key.items() if k != "in/03.txt")
+    assert final.status.value == "COMPLETED_WITH_ERRORS"
+    assert any(w.exit_code == 17 for w in final.workers.values())
