@@ -18,7 +18,7 @@ from typing import Any, Callable
 import click
 
 from . import settings as settings_module
-from .errors import ConfigError, SpotbotError
+from .errors import SpotbotError
 from .bot_config import read_bot_config
 from .models import FileStatus, Job, JobStatus, WorkerState, now_ms
 from .settings import Settings

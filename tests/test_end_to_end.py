@@ -100,7 +100,6 @@ def test_rescan_of_an_interrupted_scan_records_each_file_once(settings, store, s
     # Given a job whose scan was interrupted after recording part of the prefix
     from framework.scheduler import Scheduler
     from framework.models import Job
-    from framework.storage import S3Location
 
     register_echo(settings)
     upload(storage, bucket, {f"in/{i:03d}.txt": str(i) for i in range(23)})

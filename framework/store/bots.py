@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import elasticsearch
 
 from ..errors import NotFound
 from ..models import BotConfig, seed_date
 from .client import unavailable_as
-
-if TYPE_CHECKING:
-    from . import Store
+from .documents import DocumentStore
 
 
-class BotRegistry:
-    def __init__(self, store: "Store"):
-        self.store = store
-
-    @property
-    def _index(self) -> str:
-        return self.store.index("bots")
+class BotRegistry(DocumentStore):
+    kind = "bots"
 
     def register(self, config: BotConfig) -> tuple[BotConfig, bool]:
         """Create the bot, or update it when the name exists; returns (stored config, created)."""

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
-import elasticsearch
 
 from ..models import Chunk, ChunkStatus, now_ms
 from .client import unavailable_as
-
-if TYPE_CHECKING:
-    from . import Store
+from .documents import DocumentStore
 
 CANDIDATES = 32
 
@@ -32,13 +29,8 @@ class Lease:
     reclaimed: bool = False
 
 
-class ChunkStore:
-    def __init__(self, store: "Store"):
-        self.store = store
-
-    @property
-    def _index(self) -> str:
-        return self.store.index("chunks")
+class ChunkStore(DocumentStore):
+    kind = "chunks"
 
     def record(self, chunks: Iterable[Chunk]) -> dict[str, tuple[int, int] | None]:
         """Create chunks in one bulk request; maps chunk id to (seq_no, primary_term) if new, None if it existed."""
@@ -119,18 +111,7 @@ class ChunkStore:
         return Lease(chunk, *written, reclaimed=reclaimed or chunk.claims > 1)
 
     def _write(self, chunk: Chunk, seq_no: int, primary_term: int) -> tuple[int, int] | None:
-        try:
-            with unavailable_as(self.store.url):
-                result = self.store.es.index(
-                    index=self._index,
-                    id=chunk.chunk_id,
-                    document=chunk.model_dump(mode="json"),
-                    if_seq_no=seq_no,
-                    if_primary_term=primary_term,
-                )
-        except elasticsearch.ConflictError:
-            return None
-        return result["_seq_no"], result["_primary_term"]
+        return self._write_if(chunk.chunk_id, chunk.model_dump(mode="json"), seq_no, primary_term)
 
     def extend(self, lease: Lease, lease_seconds: float) -> bool:
         """Push the lease's expiry forward; False when another worker has taken the chunk."""

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import elasticsearch
 
 from ..models import Endpoint, now_ms
 from .client import unavailable_as
-
-if TYPE_CHECKING:
-    from . import Store
+from .documents import DocumentStore
 
 
-class EndpointStore:
-    def __init__(self, store: "Store"):
-        self.store = store
-
-    @property
-    def _index(self) -> str:
-        return self.store.index("endpoints")
+class EndpointStore(DocumentStore):
+    kind = "endpoints"
 
     def get(self, name: str) -> tuple[Endpoint, int, int] | None:
         with unavailable_as(self.store.url):
@@ -40,18 +32,7 @@ class EndpointStore:
     def replace(self, endpoint: Endpoint, seq_no: int, primary_term: int) -> tuple[int, int] | None:
         """Write the endpoint if nobody changed it since seq_no; None otherwise."""
         endpoint.updated_at = now_ms()
-        try:
-            with unavailable_as(self.store.url):
-                result = self.store.es.index(
-                    index=self._index,
-                    id=endpoint.name,
-                    document=endpoint.model_dump(mode="json"),
-                    if_seq_no=seq_no,
-                    if_primary_term=primary_term,
-                )
-        except elasticsearch.ConflictError:
-            return None
-        return result["_seq_no"], result["_primary_term"]
+        return self._write_if(endpoint.name, endpoint.model_dump(mode="json"), seq_no, primary_term)
 
     def list(self) -> list[Endpoint]:
         self.store.refresh("endpoints")

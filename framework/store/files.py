@@ -9,14 +9,12 @@ and is dropped. Reads are by id (mget), never by search, so they are always curr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from ..errors import SpotbotError, StoreUnavailable
 from ..models import Chunk, FileStatus, FileTask, now_ms
 from .client import unavailable_as
-
-if TYPE_CHECKING:
-    from . import Store
+from .documents import DocumentStore
 
 LOST_MESSAGE = "worker lost while processing"
 
@@ -31,13 +29,8 @@ class Claim:
     primary_term: int
 
 
-class FileStore:
-    def __init__(self, store: "Store"):
-        self.store = store
-
-    @property
-    def _index(self) -> str:
-        return self.store.index("files")
+class FileStore(DocumentStore):
+    kind = "files"
 
     def record(self, files: Iterable[FileTask]) -> list[str]:
         """Create file documents in one bulk request; returns the ids that are new (existing ones are kept)."""

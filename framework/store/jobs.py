@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import elasticsearch
 
 from ..errors import NotFound
 from ..models import FileStatus, Job, JobStatus, now_ms
 from .client import unavailable_as
-
-if TYPE_CHECKING:
-    from . import Store
+from .documents import DocumentStore
 
 
-class JobStore:
-    def __init__(self, store: "Store"):
-        self.store = store
-
-    @property
-    def _index(self) -> str:
-        return self.store.index("jobs")
+class JobStore(DocumentStore):
+    kind = "jobs"
 
     def create(self, job: Job) -> tuple[Job, bool]:
         """Record a new job; when the id exists, return the stored one and False."""
@@ -52,18 +45,8 @@ class JobStore:
             changed = mutate(job.model_copy(deep=True))
             if changed is None:
                 return job
-            try:
-                with unavailable_as(self.store.url):
-                    self.store.es.index(
-                        index=self._index,
-                        id=job_id,
-                        document=changed.model_dump(mode="json"),
-                        if_seq_no=seq_no,
-                        if_primary_term=primary_term,
-                    )
+            if self._write_if(job_id, changed.model_dump(mode="json"), seq_no, primary_term) is not None:
                 return changed
-            except elasticsearch.ConflictError:
-                continue
         raise RuntimeError(f"job {job_id!r} kept changing under us; try again")
 
     def list(self, limit: int = 1000) -> list[Job]:
