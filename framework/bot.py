@@ -24,6 +24,7 @@ from .endpoints import EndpointClient
 from .endpoints.serving import load_reference
 from .errors import ConfigError, SpotbotError, TaskError
 from .models import FileStatus, Job, JobStatus, WorkerState, now_ms, split_list
+from .retry import retrying
 from .settings import Settings
 from .storage import Storage
 from .store import Store
@@ -177,25 +178,30 @@ class Worker:
         self.job = self.store.jobs.get(env.job_id)
         self.input_bucket = self.job.input_uri[len("s3://"):].split("/", 1)[0]
         self.done = 0
+        self._checked_at = time.monotonic()
+        self._job_cancelled = False
 
     def run(self) -> int:
         """Work until every chunk of the job is done (or the job ended); returns files worked."""
         global _context
-        _context = Context(self.storage, EndpointClient(self.settings, self.store), self.input_bucket,
+        specs = self._store(lambda: self.store.bots.get(self.job.bot).endpoints(), "reading the bot")
+        _context = Context(self.storage, EndpointClient(self.settings, self.store, specs), self.input_bucket,
                            self.env.output_s3_bucket, self.env.output_s3_prefix, split_list(self.env.endpoint_name))
         self._record_state(WorkerState.RUNNING)
+        job_id = self.env.job_id
         try:
             while True:
-                job = self.store.jobs.get(self.env.job_id)
+                job = self._store(lambda: self.store.jobs.get(job_id), "reading the job")
                 if job.status.terminal:
-                    break
-                lease = self.store.chunks.claim(job.job_id, self.env.worker_id, self.env.batch_id, self.settings.lease_seconds)
+                    break  # finished, or cancelled: claim nothing more
+                lease = self._store(lambda: self.store.chunks.claim(
+                    job_id, self.env.worker_id, self.env.batch_id, self.settings.lease_seconds), "claiming a chunk")
                 if lease:
                     self.work_chunk(lease)
                     continue
-                if self.store.chunks.unfinished(job.job_id) == 0:
+                if self._store(lambda: self.store.chunks.unfinished(job_id), "counting chunks") == 0:
                     if job.status == JobStatus.RUNNING:
-                        self.store.jobs.finalize(job.job_id)
+                        self._store(lambda: self.store.jobs.finalize(job_id), "finalizing the job")
                     break
                 time.sleep(self.settings.poll_seconds)  # others hold the rest; take over if their leases expire
         finally:
@@ -203,42 +209,76 @@ class Worker:
         self._record_state(WorkerState.EXITED, exit_code=0)
         return self.done
 
+    def _store(self, call: Callable[[], Any], what: str) -> Any:
+        """A store operation, retried while Elasticsearch is unavailable (restarting, overloaded)."""
+        return retrying(call, seconds=self.settings.retry_seconds, what=what)
+
     def work_chunk(self, lease: Lease) -> None:
         heartbeat = Heartbeat(self.store, lease, self.settings.lease_seconds)
         try:
-            claims = self.store.files.open_in(lease.chunk)
+            claims = self._store(lambda: self.store.files.open_in(lease.chunk), "reading files")
             if any(c.task.status == FileStatus.PROCESSING for c in claims):
                 self._work_carefully(claims, heartbeat)
             else:
-                self._work_batched(self.store.files.begin(claims, self.env.worker_id), heartbeat)
+                held = self._store(lambda: self.store.files.begin(claims, self.env.worker_id), "marking files")
+                self._work_batched(held, heartbeat)
         finally:
             heartbeat.stop()
         if not heartbeat.lost.is_set():
-            self.store.chunks.finish(lease)
+            self._store(lambda: self.store.chunks.finish(lease), "finishing a chunk")
 
     def _work_batched(self, claims: list[Claim], heartbeat: Heartbeat) -> None:
         pending: list[Claim] = []
         flushed = time.monotonic()
-        for claim in claims:
+        for index, claim in enumerate(claims):
             if heartbeat.lost.is_set():
                 return
+            if time.monotonic() - flushed >= self.settings.flush_seconds:
+                self._flush(pending)
+                pending, flushed = [], time.monotonic()
+                if self._cancelled():
+                    self._cancel(claims[index:])
+                    return
             self._work_file(claim)
             pending.append(claim)
-            if len(pending) >= self.settings.flush_files or time.monotonic() - flushed >= self.settings.flush_seconds:
-                self.store.files.write(pending)
+            if len(pending) >= self.settings.flush_files:
+                self._flush(pending)
                 pending, flushed = [], time.monotonic()
-        self.store.files.write(pending)
+        self._flush(pending)
+
+    def _flush(self, claims: list[Claim]) -> None:
+        written = self._store(lambda: self.store.files.write(claims), "writing results")
+        if len(written) < len(claims):
+            log.warning("%d result(s) dropped: another worker has taken those files", len(claims) - len(written))
 
     def _work_carefully(self, claims: list[Claim], heartbeat: Heartbeat) -> None:
         """After a worker died on this chunk: one file at a time, marked in flight, unknown suspects first."""
         claims.sort(key=lambda c: (c.task.in_flight, c.task.file_key))
-        for claim in claims:
+        for index, claim in enumerate(claims):
             if heartbeat.lost.is_set():
                 return
-            held = self.store.files.begin_one(claim, self.env.worker_id, self.settings.max_attempts)
+            if self._cancelled():
+                self._cancel(claims[index:])
+                return
+            held = self._store(lambda: self.store.files.begin_one(claim, self.env.worker_id, self.settings.max_attempts),
+                               "marking a file in flight")
             if held is not None:
                 self._work_file(held)
-                self.store.files.write([held])
+                self._flush([held])
+
+    def _cancelled(self) -> bool:
+        """Whether the job was cancelled (read at most once per flush interval)."""
+        now = time.monotonic()
+        if now - self._checked_at >= self.settings.flush_seconds:
+            self._checked_at = now
+            job = self._store(lambda: self.store.jobs.get(self.env.job_id), "reading the job")
+            self._job_cancelled = job.status == JobStatus.CANCELLED
+        return self._job_cancelled
+
+    def _cancel(self, claims: list[Claim]) -> None:
+        for claim in claims:
+            self.store.files.cancel(claim)
+        self._flush(claims)
 
     def _work_file(self, claim: Claim) -> None:
         """Run main_task, retrying its exceptions until max_attempts, and record the outcome on the claim."""

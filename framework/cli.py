@@ -325,7 +325,9 @@ def _wait(obj: Context, scheduler, job: Job, show: bool) -> Job:
     with click.progressbar(length=max(job.total, 1), label=f"{job.bot} {job.job_id}", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
         shown = 0
-        for last in scheduler.supervise(job.job_id):
+        from .supervisor import Supervisor
+
+        for last in Supervisor(scheduler).watch(job.job_id):
             counts = last.counts if last.status.terminal else obj.store.jobs.counts(job.job_id)
             done = sum(counts.get(s.value, 0) for s in FileStatus if s.terminal)
             if show and done > shown:
@@ -356,6 +358,72 @@ def status(obj: Context, job_id: str, watch: bool, as_json: bool) -> None:
         if not watch or JobStatus(line["status"]).terminal:
             return
         time.sleep(obj.settings.poll_seconds)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def cancel(obj: Context, job_id: str, as_json: bool) -> None:
+    """Stop a job: no new work is claimed, open files end CANCELLED, the job ends CANCELLED.
+
+    Waits for the workers to let go of their chunks (at most a lease period). Example: spotbot cancel JOB
+    """
+    job = obj.scheduler().cancel(job_id)
+    if as_json:
+        emit_json({"job_id": job.job_id, "status": job.status.value, "counts": job.counts})
+    else:
+        click.echo(f"job {job.job_id} {job.status.value}: {json.dumps(job.counts)}")
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--errors-only", is_flag=True, help="Re-run ERROR files only (default: ERROR and CANCELLED).")
+@click.option("--bots", "workers", type=click.IntRange(1, 1024), help="How many workers (default: as the job had).")
+@click.option("--wait", is_flag=True, help="Block until the job ends again; exit 0/3/4 by its outcome.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def retry(obj: Context, job_id: str, errors_only: bool, workers: int | None, wait: bool, as_json: bool) -> None:
+    """Run an ended job's failed (and cancelled) files again, in the same job.
+
+    Example: spotbot retry JOB --errors-only --wait
+    """
+    scheduler = obj.scheduler()
+    job = scheduler.retry(job_id, errors_only=errors_only, workers=workers)
+    if wait and not job.status.terminal:
+        job = _wait(obj, scheduler, job, show=not as_json)
+    if as_json:
+        emit_json({"job_id": job.job_id, "status": job.status.value, "total": job.total})
+    else:
+        click.echo(f"job {job.job_id} {job.status.value}")
+    if wait:
+        sys.exit(EXIT_BY_STATUS.get(job.status, 0))
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@click.pass_obj
+@handled
+def supervise(obj: Context, job_id: str | None) -> None:
+    """Watch running jobs until they end: relaunch dead workers, restart endpoints that stop answering.
+
+    Without JOB, every RUNNING job. Example: spotbot supervise
+    """
+    from .supervisor import Supervisor
+
+    supervisor = Supervisor(obj.scheduler())
+    if job_id:
+        for job in supervisor.watch(job_id):
+            pass
+        click.echo(f"job {job.job_id} ended {job.status.value}")
+        return
+    for jobs in supervisor.watch_all():
+        for job in jobs:
+            if job.status.terminal:
+                click.echo(f"job {job.job_id} ended {job.status.value}")
+    click.echo("no running job left")
 
 
 RESULT_FIELDS = ["file_key", "status", "output_uri", "labels", "error", "attempts"]

@@ -7,6 +7,7 @@ class SpotbotError(Exception):
     """Something went wrong in spotbot."""
 
     exit_code = 1
+    transient = False  # true when trying again later may succeed (see retry.py)
 
     def __init__(self, message: str | None = None, **data):
         super().__init__(message or (self.__doc__ or "").strip())
@@ -34,6 +35,7 @@ class StoreUnavailable(SpotbotError):
     """Elasticsearch cannot be reached."""
 
     exit_code = 6
+    transient = True
 
 
 class StorageError(SpotbotError):

@@ -239,9 +239,16 @@ class Job(BaseModel):
     workers: dict[str, Worker] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     error: str = ""
+    events: list[str] = Field(default_factory=list)
+    retries: int = 0
     created_at: int = Field(default_factory=now_ms)
     running_at: int | None = None
     finished_at: int | None = None
+
+    def note(self, event: str) -> None:
+        """Record what happened to the job (a relaunch, a restart) with a UTC timestamp."""
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.events = [*self.events, f"{stamp} {event}"][-200:]
 
 
 class Chunk(BaseModel):

@@ -6,16 +6,17 @@ import datetime as dt
 import hashlib
 import secrets
 import time
-from typing import Callable, Iterator
+from typing import Callable
 from urllib.parse import urlsplit
 
 from .endpoints import EndpointManager
-from .errors import ConfigError, SpotbotError, TaskError
+from .errors import ConfigError, SpotbotError
 from .launchers import Launcher, WorkerSpec, launcher
-from .models import JOB_ID_PATTERN, BotConfig, Chunk, FileTask, Job, JobStatus, Worker, WorkerState, now_ms
+from .models import JOB_ID_PATTERN, BotConfig, Chunk, FileStatus, FileTask, Job, JobStatus, Worker, WorkerState, now_ms
 from .settings import Settings
 from .storage import S3Location, Storage, has_suffix, parse_uri
 from .store import Store
+from .store.files import Claim
 
 CHUNKS_PER_WRITE = 10
 
@@ -150,19 +151,22 @@ class Scheduler:
         for spec in specs:
             spec.environment = self.worker_environment(job, bot, spec)
         started = [self.launcher.launch(spec) for spec in specs]
-        return self._record_workers(job.job_id, started)
+        return self.record_workers(job.job_id, started)
 
-    def relaunch(self, job: Job, bot: BotConfig, worker: Worker) -> Worker:
+    def relaunch(self, job: Job, bot: BotConfig, worker: Worker, reason: str) -> Worker:
+        """Start a worker in the place (batch) of one that ended, recording why on the job."""
         spec = WorkerSpec(job.job_id, bot, f"w{worker.batch_id}-{secrets.token_hex(3)}", worker.batch_id)
         spec.environment = self.worker_environment(job, bot, spec)
         started = self.launcher.launch(spec)
-        self._record_workers(job.job_id, [started])
+        self.record_workers(job.job_id, [started], note=f"relaunched worker {worker.id} as {started.id}: {reason}")
         return started
 
-    def _record_workers(self, job_id: str, workers: list[Worker]) -> Job:
+    def record_workers(self, job_id: str, workers: list[Worker], note: str = "") -> Job:
         def add(job: Job) -> Job:
             for worker in workers:
                 job.workers[worker.id] = worker
+            if note:
+                job.note(note)
             return job
 
         return self.store.jobs.change(job_id, add)
@@ -209,46 +213,83 @@ class Scheduler:
 
         return self.store.jobs.change(job_id, failed)
 
-    def supervise(self, job_id: str, *, relaunch_budget: int | None = None) -> Iterator[Job]:
-        """Yield the job every poll until it ends; records worker exits and replaces workers that died early."""
-        if relaunch_budget is None:
-            # enough for every worker to die twice and for a poison file to kill max_attempts more
-            relaunch_budget = 2 * self.store.jobs.get(job_id).workers_requested + self.settings.max_attempts + 1
-        budget = relaunch_budget
-        while True:
-            job = self.store.jobs.get(job_id)
+    def cancel(self, job_id: str, *, wait_seconds: float | None = None) -> Job:
+        """Stop a job: workers claim nothing more, every open file ends CANCELLED, the job ends CANCELLED.
+
+        Chunks nobody holds are closed here; a worker holding a chunk cancels the rest of it
+        itself at its next check (every SPOTBOT_FLUSH_SECONDS). Chunks of dead workers are
+        closed once their leases expire, so this waits at most a lease period.
+        """
+        def cancelled(job: Job) -> Job | None:
             if job.status.terminal:
-                yield job
-                return
-            ended = []
-            for worker in job.workers.values():
-                if worker.state not in (WorkerState.STARTING, WorkerState.RUNNING):
-                    continue
-                state, code = self.launcher.poll(worker)
-                if state not in (WorkerState.STARTING, WorkerState.RUNNING):
-                    ended.append(worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(),
-                                                           "reason": "" if code == 0 else f"exit code {code}"}))
-            if ended:
-                job = self._record_workers(job_id, ended)
-                misconfigured = [w for w in ended if w.exit_code == TaskError.exit_code]
-                if misconfigured:
-                    # a task.py that cannot load fails the same way on every relaunch: stop here
-                    yield self.fail(job_id, f"worker {misconfigured[0].id} could not start its task: "
-                                            f"{self.launcher.last_words(misconfigured[0])}")
-                    return
-            if job.status == JobStatus.RUNNING and not self.alive_workers(job):
-                job = self.settle(job_id)
-                if not job.status.terminal:
-                    if budget <= 0:
-                        yield self.fail(job_id, "every worker died and the relaunch budget is spent; see `spotbot logs`")
-                        return
-                    bot = self.store.bots.get(job.bot)
-                    for worker in ended or list(job.workers.values())[-1:]:
-                        if budget > 0:
-                            self.relaunch(job, bot, worker)
-                            budget -= 1
-                    continue
-            yield job
-            if job.status.terminal:
-                return
+                return None
+            job.status, job.finished_at = JobStatus.CANCELLED, now_ms()
+            job.note("cancelled")
+            return job
+
+        job = self.store.jobs.change(job_id, cancelled)
+        if job.status != JobStatus.CANCELLED:
+            return job
+        limit = wait_seconds if wait_seconds is not None else self.settings.lease_seconds + 30
+        deadline = time.monotonic() + limit
+        while self.store.chunks.unfinished(job_id):
+            lease = self.store.chunks.claim(job_id, "canceller", -1, self.settings.lease_seconds)
+            if lease:
+                open_files = self.store.files.open_in(lease.chunk)
+                for claim in open_files:
+                    self.store.files.cancel(claim)
+                self.store.files.write(open_files)
+                self.store.chunks.finish(lease)
+                continue
+            if time.monotonic() > deadline:
+                break
             time.sleep(self.settings.poll_seconds)
+        return self.store.jobs.recount(job_id)
+
+    def retry(self, job_id: str, *, errors_only: bool = False, workers: int | None = None) -> Job:
+        """Run an ended job's ERROR (and, unless errors_only, CANCELLED) files again, in the same job."""
+        job = self.store.jobs.get(job_id)
+        if not job.status.terminal:
+            raise ConfigError(f"job {job_id} is {job.status.value}; retry runs the files of an ended job again", field="JOB")
+        bot = self.store.bots.get(job.bot)
+        self.launcher.check(bot)
+        self.endpoints.check(bot)
+        statuses = [FileStatus.ERROR.value] + ([] if errors_only else [FileStatus.CANCELLED.value])
+        count = workers or job.workers_requested
+        round_, seq, reopened = job.retries + 1, job.chunks, 0
+        batch: list[Claim] = []
+        for claim in self.store.files.matching(job_id, statuses):
+            batch.append(claim)
+            if len(batch) == self.settings.chunk_size:
+                reopened += self._reopen(job, batch, seq, round_, count)
+                seq, batch = seq + 1, []
+        if batch:
+            reopened += self._reopen(job, batch, seq, round_, count)
+            seq += 1
+        if not reopened:
+            return job
+
+        def rerun(current: Job) -> Job | None:
+            current.status, current.finished_at, current.counts = JobStatus.RUNNING, None, {}
+            current.retries, current.chunks = round_, seq
+            current.note(f"retry {round_}: {reopened} file(s) re-opened ({', '.join(statuses)})")
+            return current
+
+        job = self.store.jobs.change(job_id, rerun)
+        try:
+            self.endpoints.ensure(bot)
+        except SpotbotError as exc:
+            self.fail(job_id, f"endpoint: {exc}")
+            raise
+        return self.launch(job, bot, count)
+
+    def _reopen(self, job: Job, claims: list[Claim], seq: int, round_: int, count: int) -> int:
+        """One new chunk for these files, written before them (as the scan does)."""
+        ids = [claim.id for claim in claims]
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+        chunk = Chunk(chunk_id=f"{job.job_id}-r{round_}-{seq:06d}-{digest}", job_id=job.job_id, seq=seq,
+                      batch_id=seq % count, file_ids=ids)
+        self.store.chunks.record([chunk])
+        for claim in claims:
+            self.store.files.reopen(claim, chunk)
+        return len(self.store.files.write(claims))

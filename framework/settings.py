@@ -34,6 +34,7 @@ class Settings(BaseModel):
     flush_files: int = Field(20, ge=1, description="a worker writes results after this many files ...")
     flush_seconds: float = Field(5.0, gt=0, description="... or after this many seconds, whichever is first")
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
+    retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
     endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")
 
     @classmethod

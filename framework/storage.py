@@ -12,9 +12,11 @@ import botocore.config
 import botocore.exceptions
 
 from .errors import ConfigError, StorageError
+from .retry import retrying
 from .settings import Settings
 
 BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Storage:
 
     def __init__(self, settings: Settings):
         self.endpoint_url = settings.s3_endpoint_url or None
+        self.retry_seconds = settings.retry_seconds
         credentials = {}
         if settings.s3_access_key is not None and settings.s3_secret_key is not None:
             credentials = {
@@ -80,18 +83,21 @@ class Storage:
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
-        except botocore.exceptions.EndpointConnectionError:
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError):
             where = self.endpoint_url or "AWS S3"
             raise StorageError(
                 f"cannot reach S3 at {where} while {what}; is it running? (`spotbot local up` starts the embedded one)",
-                url=where,
+                url=where, transient=True,
             ) from None
         except botocore.exceptions.NoCredentialsError:
             raise StorageError(f"no AWS credentials for S3 while {what}") from None
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", "")
-            raise StorageError(f"S3 refused {what}: {code} {message}".strip(), code=code) from None
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            raise StorageError(f"S3 refused {what}: {code} {message}".strip(), code=code,
+                               transient=status >= 500 or status == 429 or code in TRANSIENT_CODES) from None
 
     def check_bucket(self, bucket: str, *, field: str) -> None:
         """Fail with a clear message when the bucket does not exist or cannot be reached."""
@@ -118,12 +124,24 @@ class Storage:
                 yield [(obj["Key"], obj.get("Size", 0)) for obj in page.get("Contents", [])]
 
     def read(self, bucket: str, key: str) -> bytes:
-        with self._errors(f"reading s3://{bucket}/{key}"):
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        """An object's bytes; transient failures are retried for up to SPOTBOT_RETRY_SECONDS."""
+        what = f"reading s3://{bucket}/{key}"
+
+        def get() -> bytes:
+            with self._errors(what):
+                return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        return retrying(get, seconds=self.retry_seconds, what=what)
 
     def write(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        with self._errors(f"writing s3://{bucket}/{key}"):
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        """Put an object (a retry rewrites the same key: still one object); returns its s3:// URI."""
+        what = f"writing s3://{bucket}/{key}"
+
+        def put() -> None:
+            with self._errors(what):
+                self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+        retrying(put, seconds=self.retry_seconds, what=what)
         return f"s3://{bucket}/{key}"
 
     def download(self, uri: str, path: str) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tarfile
 import time
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import ConfigError, EndpointError, NotFound
+from ..errors import ConfigError, EndpointError, NotFound, SpotbotError
 from ..models import BotConfig, Endpoint, EndpointSpec, EndpointStatus, now_ms
+from ..retry import retrying
 from ..settings import Settings
 from ..storage import Storage
 from ..store import Store
+
+log = logging.getLogger("spotbot.endpoints")
 
 
 class EndpointBackend(Protocol):
@@ -136,24 +140,43 @@ class EndpointManager:
 
 
 class EndpointClient:
-    """How a worker calls endpoints by name: looks the endpoint up once, then invokes it."""
+    """How a worker calls endpoints by name: looks each up once, then invokes it.
 
-    def __init__(self, settings: Settings, store: Store):
+    Transient failures (unreachable, timeouts, 429, 5xx) are retried with backoff for up to
+    SPOTBOT_RETRY_SECONDS, looking the endpoint up again in between, since a restarted
+    endpoint may answer at a new address; an endpoint of the bot (specs) that stopped
+    answering is started again, as the supervisor would. Only a failure that persists
+    reaches the task.
+    """
+
+    def __init__(self, settings: Settings, store: Store, specs: list[EndpointSpec] | None = None):
         self.manager = EndpointManager(settings, store)
+        self.retry_seconds = settings.retry_seconds
+        self.specs = {spec.name: spec for spec in specs or []}
         self._known: dict[str, Endpoint] = {}
 
     def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
-        endpoint = self._known.get(name) or self._lookup(name)
-        try:
+        def once() -> bytes:
+            endpoint = self._known.get(name) or self._lookup(name)
             return self.manager.backend(endpoint.backend).invoke(endpoint, body, content_type, accept)
-        except EndpointError:
-            self._known.pop(name, None)  # it may have moved (restarted on another port): look again next time
-            raise
+
+        def heal() -> None:
+            self._known.pop(name, None)
+            if name in self.specs:
+                try:
+                    self.manager.ensure_one(self.specs[name])  # reuses it when it answers /ping
+                except SpotbotError as exc:
+                    log.warning("could not restart endpoint %s: %s", name, exc)
+
+        return retrying(once, seconds=self.retry_seconds, what=f"invoking endpoint {name!r}", before_retry=heal)
 
     def _lookup(self, name: str) -> Endpoint:
         found = self.manager.store.endpoints.get(name)
-        if found is None or found[0].status != EndpointStatus.IN_SERVICE:
-            state = "not recorded" if found is None else found[0].status.value
-            raise EndpointError(f"endpoint {name!r} is {state}; the scheduler starts a bot's endpoints at submit", name=name)
+        if found is None:
+            raise EndpointError(f"endpoint {name!r} is not recorded; the scheduler starts a bot's endpoints at submit", name=name)
+        if found[0].status != EndpointStatus.IN_SERVICE:
+            # CREATING (being restarted) may turn IN_SERVICE: worth waiting for; FAILED or STOPPED is not
+            raise EndpointError(f"endpoint {name!r} is {found[0].status.value}", name=name,
+                                transient=found[0].status == EndpointStatus.CREATING)
         self._known[name] = found[0]
         return found[0]

@@ -152,21 +152,45 @@ class FileStore(DocumentStore):
                 raise SpotbotError(f"writing file {claim.task.file_key!r} failed: {info.get('error')}")
         return written
 
+    def cancel(self, claim: Claim) -> None:
+        task = claim.task
+        task.status = FileStatus.CANCELLED
+        task.in_flight = False
+        task.completed_at = now_ms()
+
+    def reopen(self, claim: Claim, chunk: Chunk) -> None:
+        """Make an ended file workable again in a new chunk (spotbot retry); its history stays in `workers`."""
+        task = claim.task
+        task.status = FileStatus.NOT_STARTED
+        task.attempts = 0
+        task.in_flight = False
+        task.error = ""
+        task.chunk_id = chunk.chunk_id
+        task.batch_id = chunk.batch_id
+        task.started_at = task.completed_at = None
+
     def page(self, job_id: str, *, status: str | None = None, size: int = 500) -> Iterable[FileTask]:
         """The job's files in key order, page by page (search_after), optionally of one status."""
+        for hit in self._hits(job_id, [status] if status else [], size):
+            yield FileTask.model_validate(hit["_source"])
+
+    def matching(self, job_id: str, statuses: list[str], size: int = 500) -> Iterable[Claim]:
+        """The job's files in these statuses, with the sequence numbers to change them conditionally."""
+        for hit in self._hits(job_id, statuses, size):
+            yield Claim(hit["_id"], FileTask.model_validate(hit["_source"]), hit["_seq_no"], hit["_primary_term"])
+
+    def _hits(self, job_id: str, statuses: list[str], size: int) -> Iterable[dict]:
         self.store.refresh("files")
         filters: list[dict] = [{"term": {"job_id": job_id}}]
-        if status:
-            filters.append({"term": {"status": status}})
+        if statuses:
+            filters.append({"terms": {"status": statuses}})
         after = None
         while True:
             kwargs: dict[str, Any] = {"search_after": after} if after else {}
             with unavailable_as(self.store.url):
-                hits = self.store.es.search(
-                    index=self._index, size=size, query={"bool": {"filter": filters}}, sort=[{"file_key": "asc"}], **kwargs
-                )["hits"]["hits"]
-            for hit in hits:
-                yield FileTask.model_validate(hit["_source"])
+                hits = self.store.es.search(index=self._index, size=size, query={"bool": {"filter": filters}},
+                                            sort=[{"file_key": "asc"}], seq_no_primary_term=True, **kwargs)["hits"]["hits"]
+            yield from hits
             if len(hits) < size:
                 return
             after = hits[-1]["sort"]

@@ -35,6 +35,8 @@ MAPPINGS: dict[str, dict] = {
         "workers": STORED,
         "counts": STORED,
         "error": {"type": "text"},
+        "events": {"type": "text", "index": False},
+        "retries": INT,
         "created_at": MILLIS,
         "running_at": MILLIS,
         "finished_at": MILLIS,

@@ -49,6 +49,15 @@ class JobStore(DocumentStore):
                 return changed
         raise RuntimeError(f"job {job_id!r} kept changing under us; try again")
 
+    def note(self, job_id: str, event: str) -> Job:
+        """Append an event (a relaunch, a restart) to the job's record."""
+
+        def add(job: Job) -> Job:
+            job.note(event)
+            return job
+
+        return self.change(job_id, add)
+
     def list(self, limit: int = 1000) -> list[Job]:
         with unavailable_as(self.store.url):
             self.store.refresh("jobs")
@@ -88,3 +97,15 @@ class JobStore(DocumentStore):
             return job
 
         return self.change(job_id, end)
+
+    def recount(self, job_id: str) -> Job:
+        """Store fresh counts on an ended job (after a cancel drained its chunks)."""
+        counts = self.counts(job_id)
+
+        def update(job: Job) -> Job | None:
+            if not job.status.terminal or job.counts == counts:
+                return None
+            job.counts = counts
+            return job
+
+        return self.change(job_id, update)

@@ -1,0 +1,115 @@
+"""Supervision of running jobs: worker exits recorded, dead workers replaced, dead endpoints restarted.
+
+`spotbot submit --wait` supervises its job; `spotbot supervise [JOB]` does the same for jobs
+started elsewhere. Correctness never depends on a supervisor (leases let living workers
+finish a dead one's chunk, and workers restart an endpoint that stops answering); it
+brings a job back when every worker is gone, and records what happened on the job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from .errors import SpotbotError, TaskError
+from .models import Job, JobStatus, Worker, WorkerState, now_ms
+from .scheduler import Scheduler
+
+ENDPOINT_CHECK_SECONDS = 5.0
+LIVE = (WorkerState.STARTING, WorkerState.RUNNING)
+
+
+class Supervisor:
+    def __init__(self, scheduler: Scheduler, *, relaunch_budget: int | None = None):
+        self.scheduler = scheduler
+        self.store = scheduler.store
+        self.settings = scheduler.settings
+        self.relaunch_budget = relaunch_budget
+        self._budgets: dict[str, int] = {}
+        self._endpoints_checked: dict[str, float] = {}
+
+    def budget(self, job: Job) -> int:
+        """Relaunches left: by default enough for each worker to die twice and a poison file to kill max_attempts more."""
+        if job.job_id not in self._budgets:
+            default = 2 * job.workers_requested + self.settings.max_attempts + 1
+            self._budgets[job.job_id] = self.relaunch_budget if self.relaunch_budget is not None else default
+        return self._budgets[job.job_id]
+
+    def step(self, job_id: str) -> Job:
+        """One look at a job: act on what changed, return the job as it is now."""
+        job = self.store.jobs.get(job_id)
+        if job.status != JobStatus.RUNNING:
+            return job
+        ended = self._ended_workers(job)
+        if ended:
+            job = self.scheduler.record_workers(job_id, ended)
+            bad = [w for w in ended if w.exit_code == TaskError.exit_code]
+            if bad:  # a task.py that cannot load fails the same way on every relaunch
+                return self.scheduler.fail(job_id, f"worker {bad[0].id} could not start its task: "
+                                                   f"{self.scheduler.launcher.last_words(bad[0])}")
+        alive = [w for w in job.workers.values() if w.state in LIVE]
+        dead = [w for w in ended if w.state != WorkerState.EXITED]
+        if dead or not alive:
+            if self.store.chunks.unfinished(job_id) == 0:
+                return self.scheduler.settle(job_id)
+            job = self._replace(job, dead or list(job.workers.values())[-1:], alive)
+            if job.status.terminal:
+                return job
+        self._check_endpoints(job)
+        return job
+
+    def _ended_workers(self, job: Job) -> list[Worker]:
+        ended = []
+        for worker in job.workers.values():
+            if worker.state not in LIVE:
+                continue
+            state, code = self.scheduler.launcher.poll(worker)
+            if state not in LIVE:
+                reason = "exited" if code == 0 else (f"exit code {code}" if code is not None else "process gone")
+                ended.append(worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(), "reason": reason}))
+        return ended
+
+    def _replace(self, job: Job, gone: list[Worker], alive: list[Worker]) -> Job:
+        bot = self.store.bots.get(job.bot)
+        for worker in gone:
+            if self.budget(job) <= 0:
+                if not alive:
+                    return self.scheduler.fail(job.job_id, "every worker died and the relaunch budget is spent; "
+                                                           "see the workers' logs and `spotbot retry`")
+                break
+            self._budgets[job.job_id] -= 1
+            self.scheduler.relaunch(job, bot, worker, reason=f"{worker.reason or 'ended'} while work remained")
+        return self.store.jobs.get(job.job_id)
+
+    def _check_endpoints(self, job: Job) -> None:
+        now = time.monotonic()
+        if now - self._endpoints_checked.get(job.job_id, 0.0) < ENDPOINT_CHECK_SECONDS:
+            return
+        self._endpoints_checked[job.job_id] = now
+        for spec in self.store.bots.get(job.bot).endpoints():
+            found = self.store.endpoints.get(spec.name)
+            try:
+                endpoint = self.scheduler.endpoints.ensure_one(spec)  # reuses it when it answers /ping
+            except SpotbotError as exc:
+                self.store.jobs.note(job.job_id, f"endpoint {spec.name} is down: {exc}")
+                continue
+            if found is not None and (found[0].url, found[0].pid) != (endpoint.url, endpoint.pid):
+                self.store.jobs.note(job.job_id, f"endpoint {spec.name} stopped answering /ping; restarted at {endpoint.url}")
+
+    def watch(self, job_id: str) -> Iterator[Job]:
+        """Yield the job after every look until it ends."""
+        while True:
+            job = self.step(job_id)
+            yield job
+            if job.status.terminal:
+                return
+            time.sleep(self.settings.poll_seconds)
+
+    def watch_all(self) -> Iterator[list[Job]]:
+        """Supervise every RUNNING job until none is left."""
+        while True:
+            running = [job for job in self.store.jobs.list() if job.status == JobStatus.RUNNING]
+            if not running:
+                return
+            yield [self.step(job.job_id) for job in running]
+            time.sleep(self.settings.poll_seconds)
