@@ -18,9 +18,10 @@ from typing import Any, Callable
 import click
 
 from . import settings as settings_module
-from .errors import SpotbotError
 from .bot_config import read_bot_config
+from .errors import SpotbotError
 from .models import FileStatus, Job, JobStatus, WorkerState, now_ms
+from .retry import retrying
 from .settings import Settings
 
 EXIT_BY_STATUS = {
@@ -328,7 +329,8 @@ def _wait(obj: Context, scheduler, job: Job, show: bool) -> Job:
         from .supervisor import Supervisor
 
         for last in Supervisor(scheduler).watch(job.job_id):
-            counts = last.counts if last.status.terminal else obj.store.jobs.counts(job.job_id)
+            counts = last.counts if last.status.terminal else retrying(
+                lambda: obj.store.jobs.counts(job.job_id), seconds=obj.settings.retry_seconds, what="counting files")
             done = sum(counts.get(s.value, 0) for s in FileStatus if s.terminal)
             if show and done > shown:
                 bar.update(done - shown)

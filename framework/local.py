@@ -156,20 +156,27 @@ class LocalStack:
 
     def down(self) -> None:
         """Stop both servers; their data stays under home."""
-        state = self.state()
-        if not state:
+        if not self.state():
             return
-        subprocess.run([_tool("noida-db"), "down", "--data-dir", str(self.home / "es")], capture_output=True, timeout=60)
-        pid = state.get("s3_pid")
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not pid_alive(pid):
-                    break
-                time.sleep(0.1)
-            else:
-                os.killpg(pid, signal.SIGKILL)
+        self.stop_es()
+        self.stop_s3()
         self.state_path.unlink(missing_ok=True)
+
+    def stop_es(self) -> None:
+        """Stop the Elasticsearch-API server cleanly (it saves its data); `up` starts it again on its port."""
+        subprocess.run([_tool("noida-db"), "down", "--data-dir", str(self.home / "es")], capture_output=True, timeout=60)
+
+    def stop_s3(self) -> None:
+        """Stop the S3 server; `up` starts it again on its ports."""
+        pid = self.state().get("s3_pid")
+        if not pid_alive(pid):
+            return
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not pid_alive(pid):
+                return
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
 
     @staticmethod
     def _wait(check, timeout: float = START_TIMEOUT) -> bool:

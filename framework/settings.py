@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
@@ -106,10 +107,21 @@ class Settings(BaseModel):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "***"
+            elif name == "es_url":
+                value = hide_password(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
         return out
+
+
+def hide_password(url: str) -> str:
+    """A URL for display: a password in it becomes ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def env_name(field: str) -> str:

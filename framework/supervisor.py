@@ -13,6 +13,7 @@ from typing import Iterator
 
 from .errors import SpotbotError, TaskError
 from .models import Job, JobStatus, Worker, WorkerState, now_ms
+from .retry import retrying
 from .scheduler import Scheduler
 
 ENDPOINT_CHECK_SECONDS = 5.0
@@ -97,9 +98,9 @@ class Supervisor:
                 self.store.jobs.note(job.job_id, f"endpoint {spec.name} stopped answering /ping; restarted at {endpoint.url}")
 
     def watch(self, job_id: str) -> Iterator[Job]:
-        """Yield the job after every look until it ends."""
+        """Yield the job after every look until it ends; rides out Elasticsearch or S3 being briefly away."""
         while True:
-            job = self.step(job_id)
+            job = retrying(lambda: self.step(job_id), seconds=self.settings.retry_seconds, what=f"supervising {job_id}")
             yield job
             if job.status.terminal:
                 return

@@ -25,11 +25,17 @@ SPOTBOT = str(Path(sys.executable).parent / "spotbot")
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def local_stack(tmp_path_factory) -> LocalStack:
     local = LocalStack(tmp_path_factory.mktemp("stack"), es_port=0, s3_base_port=0)
     local.up()
-    yield local.state()
+    yield local
     local.down()
+
+
+@pytest.fixture
+def stack(local_stack) -> dict:
+    local_stack.up()  # a fault test may have stopped a server: every test starts with both answering
+    return local_stack.state()
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from conftest import BOTS, register_echo, spotbot, upload
+from conftest import BOTS, cli_env, register_echo, spotbot, upload
 
 GOOD = {
     "name": "good_bot",
@@ -78,12 +77,15 @@ def test_container_images_are_refused_by_the_process_backends(settings, store, s
     assert json.loads(spotbot(settings, "jobs", "list", "--json").stdout) == []
 
 
-def test_unreachable_servers_are_named(settings, store, tmp_path):
-    env_es = {**settings.environment(), "SPOTBOT_ES_URL": "http://127.0.0.1:9"}
-    import os
-
-    result = spotbot(settings, "bots", "list", env={**os.environ, **env_es})
+def test_unreachable_servers_are_named(settings, store, storage, bucket):
+    register_echo(settings)
+    result = spotbot(settings, "bots", "list", env=cli_env(settings, SPOTBOT_ES_URL="http://127.0.0.1:9"))
     assert result.returncode == 6 and "http://127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
+    result = spotbot(settings, "submit", "--bot", "echo", "--input", f"s3://{bucket}/in/", "--output", f"s3://{bucket}/out/",
+                     env=cli_env(settings, SPOTBOT_S3_ENDPOINT_URL="http://127.0.0.1:9"))
+    assert result.returncode == 6 and "cannot reach S3 at http://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(spotbot(settings, "jobs", "list", "--json").stdout) == []
 
 
 def test_an_endpoint_that_cannot_start_fails_the_job_with_its_log(settings, store, storage, bucket, tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from framework.storage import parse_uri
-
 from conftest import ROOT, spotbot, upload
+
+from framework.storage import parse_uri
 
 sys.path.insert(0, str(ROOT / "bots" / "doc_ocr"))
 from samples import DOCUMENTS, render  # noqa: E402

@@ -6,10 +6,10 @@ import csv
 import io
 import json
 
+from conftest import cli_env, register_echo, results, spotbot, submit, upload
+
 from framework.storage import parse_uri
 from framework.store import Store
-
-from conftest import cli_env, register_echo, results, spotbot, submit, upload
 
 
 def test_whole_flow_writes_outputs_and_statuses(settings, store, storage, bucket):
@@ -98,8 +98,8 @@ def test_resubmitting_a_job_id_never_duplicates_files(settings, store, storage, 
 
 def test_rescan_of_an_interrupted_scan_records_each_file_once(settings, store, storage, bucket):
     # Given a job whose scan was interrupted after recording part of the prefix
-    from framework.scheduler import Scheduler
     from framework.models import Job
+    from framework.scheduler import Scheduler
 
     register_echo(settings)
     upload(storage, bucket, {f"in/{i:03d}.txt": str(i) for i in range(23)})

@@ -6,11 +6,10 @@ import io
 import tarfile
 
 import requests
+from conftest import BOTS, register_echo, results, submit, upload
 
 from framework.endpoints import EndpointManager
 from framework.models import EndpointSpec
-
-from conftest import BOTS, register_echo, results, submit, upload
 
 
 def test_model_s3_path_is_unpacked_into_the_model_dir(settings, store, storage, bucket):

@@ -9,10 +9,10 @@ import threading
 import time
 from collections import Counter
 
+from conftest import cli_env, register_echo, results, spotbot, submit, upload
+
 from framework.models import Chunk, ChunkStatus, FileStatus, Job
 from framework.store.chunks import Lease
-
-from conftest import cli_env, register_echo, results, spotbot, submit, upload
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -122,24 +122,3 @@ def test_a_killed_worker_loses_no_file(settings, store, storage, bucket, tmp_pat
     assert all(r["status"] == "COMPLETED" for r in rows)
     redone = [key for key, n in calls_by_key(calls).items() if n > 1]
     assert len(redone) <= settings.chunk_size  # at most the one chunk the dead worker held
-
-
-def test_a_poison_file_ends_error_and_the_rest_complete(settings, store, storage, bucket, tmp_path):
-    # Given one file that kills any worker that works it
-    register_echo(settings)
-    keys = [f"in/{i:02d}.txt" for i in range(8)]
-    upload(storage, bucket, {**{key: "fine" for key in keys}, "in/03.txt": "EXIT now"})
-    env = cli_env(settings, SPOTBOT_LEASE_SECONDS="2", SPOTBOT_MAX_ATTEMPTS="2", SPOTBOT_CHUNK_SIZE="4")
-
-    # When the job runs under --wait (which relaunches dead workers)
-    code, job, stderr = submit(settings, bucket, "--bots", "1", env=env, timeout=240)
-
-    # Then the poison file is ERROR for a lost worker, every other file COMPLETED
-    assert code == 3, stderr
-    rows, final = assert_invariants(settings, store, storage, bucket, job["job_id"], keys)
-    by_key = {r["file_key"]: r for r in rows}
-    assert by_key["in/03.txt"]["status"] == "ERROR"
-    assert "worker lost while processing" in by_key["in/03.txt"]["error"]
-    assert all(r["status"] == "COMPLETED" for k, r in by_key.items() if k != "in/03.txt")
-    assert final.status.value == "COMPLETED_WITH_ERRORS"
-    assert any(w.exit_code == 17 for w in final.workers.values())

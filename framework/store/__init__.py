@@ -10,7 +10,7 @@ from .chunks import ChunkStore
 from .client import connect, redact_url, unavailable_as
 from .endpoints import EndpointStore
 from .files import FileStore
-from .indices import MAPPINGS, MAPPING_VERSION, mapping
+from .indices import MAPPING_VERSION, MAPPINGS, mapping
 from .jobs import JobStore
 
 

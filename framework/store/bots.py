@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 import elasticsearch
 
 from ..errors import NotFound
 from ..models import BotConfig, seed_date
+from ..settings import hide_password
 from .client import unavailable_as
 from .documents import DocumentStore
 
@@ -17,6 +17,7 @@ class BotRegistry(DocumentStore):
     def register(self, config: BotConfig) -> tuple[BotConfig, bool]:
         """Create the bot, or update it when the name exists; returns (stored config, created)."""
         es = self.store.es
+        config = config.model_copy(update={"es_url": hide_password(config.es_url)})  # never store a password
         with unavailable_as(self.store.url):
             for _ in range(10):
                 current = es.options(ignore_status=404).get(index=self._index, id=config.name)

@@ -11,7 +11,6 @@ import random
 from dataclasses import dataclass
 from typing import Iterable
 
-
 from ..models import Chunk, ChunkStatus, now_ms
 from .client import unavailable_as
 from .documents import DocumentStore

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import elasticsearch
 
 from ..models import Endpoint, now_ms
