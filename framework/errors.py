@@ -38,6 +38,16 @@ class StoreUnavailable(SpotbotError):
     transient = True
 
 
+class StoreError(SpotbotError):
+    """Elasticsearch refused a request."""
+
+    exit_code = 6
+
+
+class Conflict(SpotbotError):
+    """Someone else changed the document first (HTTP 409): handled where it happens, never shown."""
+
+
 class StorageError(SpotbotError):
     """S3 refused or failed a request."""
 

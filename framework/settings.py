@@ -20,6 +20,13 @@ class Settings(BaseModel):
 
     home: Path = Field(Path(".spotbot"), description="where the embedded stack keeps data, logs and state")
     es_url: str = Field("", description="Elasticsearch URL (default: the embedded stack's)")
+    es_engine: str = Field("auto", description="auto (from GET /), elasticsearch or opensearch")
+    es_username: str = Field("", description="Elasticsearch basic-auth user (or user:password@ in the URL)")
+    es_password: SecretStr | None = Field(None, description="Elasticsearch basic-auth password")
+    es_api_key: SecretStr | None = Field(None, description="Elasticsearch API key (encoded id:key)")
+    es_auth: str = Field("", description="sigv4: sign requests with the AWS credentials (Amazon OpenSearch Service)")
+    es_ca_certs: str = Field("", description="CA bundle file for an https:// Elasticsearch")
+    es_verify_certs: bool = Field(True, description="false skips TLS certificate checks (warns)")
     index_prefix: str = Field("spotbot-", description="prefix of the Elasticsearch index names")
     s3_endpoint_url: str = Field("", description="S3 endpoint URL (default: the embedded stack's, or AWS)")
     s3_access_key: SecretStr | None = Field(None, description="S3 access key (default: the AWS credential chain)")
@@ -87,6 +94,20 @@ class Settings(BaseModel):
                 field="SPOTBOT_ES_URL",
             )
         return self.es_url
+
+    def connection(self):
+        """Where and how to reach Elasticsearch, for the store."""
+        from .store.engines import Connection
+
+        if self.es_auth not in ("", "sigv4"):
+            raise ConfigError(f"{self.es_auth!r} is not a known authentication; leave it empty or use sigv4",
+                              field="SPOTBOT_ES_AUTH")
+        return Connection(
+            url=self.require_es(), engine=self.es_engine, username=self.es_username,
+            password=self.es_password.get_secret_value() if self.es_password else "",
+            api_key=self.es_api_key.get_secret_value() if self.es_api_key else "",
+            auth=self.es_auth, region=self.region, ca_certs=self.es_ca_certs, verify_certs=self.es_verify_certs,
+        )
 
     def environment(self) -> dict[str, str]:
         """These settings as SPOTBOT_* variables, secrets included: for a worker's environment only."""

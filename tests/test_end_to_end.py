@@ -38,7 +38,7 @@ def test_whole_flow_writes_outputs_and_statuses(settings, store, storage, bucket
     assert len(status["workers"]) == 2
     assert all(w["state"] == "EXITED" and w["pid"] > 0 for w in status["workers"])
     store.refresh("files")
-    assert store.es.count(index=store.index("files"), query={"term": {"labels": "echo"}})["count"] == 12
+    assert store.count("files", {"term": {"labels": "echo"}}) == 12
     listed = json.loads(spotbot(settings, "jobs", "list", "--json").stdout)
     assert [j["job_id"] for j in listed] == [job["job_id"]]
 
@@ -89,7 +89,7 @@ def test_resubmitting_a_job_id_never_duplicates_files(settings, store, storage, 
     assert second[0] == 0, second[2]
     assert second[1] == {"job_id": "same-job", "status": "COMPLETED", "total": 7}
     store.refresh("files")
-    assert store.es.count(index=store.index("files"), query={"term": {"job_id": "same-job"}})["count"] == 7
+    assert store.count("files", {"term": {"job_id": "same-job"}}) == 7
     # a different input under the same id is refused, naming the option
     other = spotbot(settings, "submit", "--bot", "echo", "--input", f"s3://{bucket}/other/", "--output",
                     f"s3://{bucket}/out/", "--job-id", "same-job")

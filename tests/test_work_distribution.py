@@ -89,7 +89,7 @@ def test_only_one_of_many_racing_claims_wins(settings, store):
     wait_for(lambda: store.chunks.claim("race", "thief", 0, lease_seconds=30), 10, "the expired lease to be claimable")
     assert not store.chunks.extend(winner, 1.0)
     assert not store.chunks.finish(winner)
-    doc = store.es.get(index=store.index("chunks"), id="race-0")["_source"]
+    doc = store.engine.get(store.index("chunks"), "race-0")["_source"]
     assert doc["lease_owner"] == "thief" and doc["status"] == ChunkStatus.LEASED.value and doc["claims"] == 2
 
 

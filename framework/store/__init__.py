@@ -1,14 +1,13 @@
-"""Everything that talks to Elasticsearch: the registry of bots, jobs, chunks, files and endpoints."""
+"""Everything that talks to Elasticsearch / OpenSearch: bots, jobs, chunks, files and endpoints."""
 
 from __future__ import annotations
 
-import elasticsearch
-
+from ..errors import StoreError
 from ..settings import Settings
 from .bots import BotRegistry
 from .chunks import ChunkStore
-from .client import connect, redact_url, unavailable_as
 from .endpoints import EndpointStore
+from .engines import Connection, Engine, connect, without_credentials
 from .files import FileStore
 from .indices import MAPPING_VERSION, MAPPINGS, mapping
 from .jobs import JobStore
@@ -17,54 +16,64 @@ from .jobs import JobStore
 class Store:
     """The indices under one prefix, and a verb-named store for each kind of document."""
 
-    def __init__(self, es: elasticsearch.Elasticsearch, *, prefix: str = "spotbot-", url: str = ""):
-        self.es = es
+    def __init__(self, engine: Engine, *, prefix: str = "spotbot-"):
+        self.engine = engine
         self.prefix = prefix
-        self.url = url
         self.bots = BotRegistry(self)
         self.jobs = JobStore(self)
         self.chunks = ChunkStore(self)
         self.files = FileStore(self)
         self.endpoints = EndpointStore(self)
-        self._ready = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Store":
-        url = settings.require_es()
-        store = cls(connect(url), prefix=settings.index_prefix, url=url)
+        store = cls(connect(settings.connection()), prefix=settings.index_prefix)
         store.init()
         return store
+
+    @property
+    def address(self) -> str:
+        return self.engine.address
 
     def index(self, kind: str) -> str:
         return f"{self.prefix}{kind}"
 
     def init(self) -> list[str]:
-        """Create missing indices with their mappings; returns the names it created."""
-        created = []
-        with unavailable_as(self.url):
-            for kind in MAPPINGS:
-                name = self.index(kind)
-                if self.es.indices.exists(index=name):
-                    continue
+        """Create missing indices and bring older mappings up to this version; returns what it changed."""
+        changed = []
+        for kind in MAPPINGS:
+            name = self.index(kind)
+            if not self.engine.index_exists(name):
                 try:
-                    self.es.indices.create(index=name, mappings=mapping(kind))
-                    created.append(name)
-                except elasticsearch.BadRequestError as exc:
-                    if "already_exists" not in str(exc.error):
+                    self.engine.create_index(name, mapping(kind))
+                    changed.append(name)
+                except StoreError as exc:
+                    if "already_exists" not in str(exc):
                         raise
-        self._ready = True
-        return created
+                continue
+            current = self.engine.mapping(name)
+            version = int((current.get("_meta") or {}).get("spotbot_mapping_version", 0))
+            if version > MAPPING_VERSION:
+                raise StoreError(f"index {name} has mapping version {version}, newer than this spotbot's "
+                                 f"{MAPPING_VERSION}: upgrade spotbot", index=name)
+            if version < MAPPING_VERSION:
+                # mappings only grow: new fields are added in place; a change of a field's type would need a reindex
+                wanted = mapping(kind)
+                self.engine.put_mapping(name, wanted["properties"], wanted["_meta"])
+                changed.append(f"{name} (mapping {version} -> {MAPPING_VERSION})")
+        return changed
 
     def refresh(self, *kinds: str) -> None:
         """Make recent writes visible to search; used before a decision that counts, never as a wait."""
-        with unavailable_as(self.url):
-            self.es.indices.refresh(index=",".join(self.index(k) for k in kinds))
+        self.engine.refresh([self.index(k) for k in kinds])
+
+    def count(self, kind: str, query: dict) -> int:
+        return self.engine.count(self.index(kind), query)
 
     def drop(self) -> None:
-        """Delete every index under the prefix (tests and `spotbot local down --wipe`)."""
-        with unavailable_as(self.url):
-            for kind in MAPPINGS:
-                self.es.options(ignore_status=404).indices.delete(index=self.index(kind))
+        """Delete every index under the prefix (tests)."""
+        for kind in MAPPINGS:
+            self.engine.delete_index(self.index(kind))
 
 
-__all__ = ["Store", "MAPPING_VERSION", "redact_url"]
+__all__ = ["Store", "Connection", "MAPPING_VERSION", "without_credentials"]

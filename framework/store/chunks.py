@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..models import Chunk, ChunkStatus, now_ms
-from .client import unavailable_as
 from .documents import DocumentStore
 
 CANDIDATES = 32
@@ -39,8 +38,7 @@ class ChunkStore(DocumentStore):
             ops.append(chunk.model_dump(mode="json"))
         if not ops:
             return {}
-        with unavailable_as(self.store.url):
-            result = self.store.es.bulk(operations=ops)
+        result = self.engine.bulk(ops)
         out: dict[str, tuple[int, int] | None] = {}
         for item in result["items"]:
             info = item["create"]
@@ -84,14 +82,8 @@ class ChunkStore(DocumentStore):
         filters: list[dict] = [{"term": {"job_id": job_id}}, claimable]
         if batch_id is not None:
             filters.append({"term": {"batch_id": batch_id}})
-        with unavailable_as(self.store.url):
-            hits = self.store.es.search(
-                index=self._index,
-                size=CANDIDATES,
-                query={"bool": {"filter": filters}},
-                sort=[{"seq": "asc"}],
-                seq_no_primary_term=True,
-            )["hits"]["hits"]
+        hits = self._search({"size": CANDIDATES, "query": {"bool": {"filter": filters}}, "sort": [{"seq": "asc"}],
+                             "seq_no_primary_term": True})
         if batch_id is None:
             # stealing: spread thieves over the remaining chunks instead of all racing for the first
             random.shuffle(hits)
@@ -142,13 +134,9 @@ class ChunkStore(DocumentStore):
     def unfinished(self, job_id: str) -> int:
         """How many of the job's chunks are not DONE (refreshes first: this decides whether a job ends)."""
         self.store.refresh("chunks")
-        with unavailable_as(self.store.url):
-            return self.store.es.count(
-                index=self._index,
-                query={
-                    "bool": {
-                        "filter": [{"term": {"job_id": job_id}}],
-                        "must_not": [{"term": {"status": ChunkStatus.DONE.value}}],
-                    }
-                },
-            )["count"]
+        return self.engine.count(self._index, {
+            "bool": {
+                "filter": [{"term": {"job_id": job_id}}],
+                "must_not": [{"term": {"status": ChunkStatus.DONE.value}}],
+            }
+        })

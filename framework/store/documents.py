@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import elasticsearch
-
-from .client import unavailable_as
+from ..errors import Conflict
 
 if TYPE_CHECKING:
     from . import Store
@@ -17,6 +15,7 @@ class DocumentStore:
 
     def __init__(self, store: "Store"):
         self.store = store
+        self.engine = store.engine
 
     @property
     def _index(self) -> str:
@@ -25,10 +24,10 @@ class DocumentStore:
     def _write_if(self, doc_id: str, document: dict, seq_no: int, primary_term: int) -> tuple[int, int] | None:
         """Replace a document only if nobody wrote it since (seq_no, primary_term); None when someone did."""
         try:
-            with unavailable_as(self.store.url):
-                result = self.store.es.index(
-                    index=self._index, id=doc_id, document=document, if_seq_no=seq_no, if_primary_term=primary_term
-                )
-        except elasticsearch.ConflictError:
+            result = self.engine.put(self._index, doc_id, document, if_seq_no=seq_no, if_primary_term=primary_term)
+        except Conflict:
             return None
         return result["_seq_no"], result["_primary_term"]
+
+    def _search(self, body: dict) -> list[dict]:
+        return self.engine.search(self._index, body)["hits"]["hits"]

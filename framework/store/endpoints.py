@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import elasticsearch
-
+from ..errors import Conflict
 from ..models import Endpoint, now_ms
-from .client import unavailable_as
 from .documents import DocumentStore
 
 
@@ -13,18 +11,16 @@ class EndpointStore(DocumentStore):
     kind = "endpoints"
 
     def get(self, name: str) -> tuple[Endpoint, int, int] | None:
-        with unavailable_as(self.store.url):
-            doc = self.store.es.options(ignore_status=404).get(index=self._index, id=name)
-        if not doc.get("found"):
+        doc = self.engine.get(self._index, name)
+        if doc is None:
             return None
         return Endpoint.model_validate(doc["_source"]), doc["_seq_no"], doc["_primary_term"]
 
     def reserve(self, endpoint: Endpoint) -> tuple[int, int] | None:
         """Record a new endpoint (CREATING); None when a record of that name exists already."""
         try:
-            with unavailable_as(self.store.url):
-                result = self.store.es.create(index=self._index, id=endpoint.name, document=endpoint.model_dump(mode="json"))
-        except elasticsearch.ConflictError:
+            result = self.engine.create(self._index, endpoint.name, endpoint.model_dump(mode="json"))
+        except Conflict:
             return None
         return result["_seq_no"], result["_primary_term"]
 
@@ -35,11 +31,7 @@ class EndpointStore(DocumentStore):
 
     def list(self) -> list[Endpoint]:
         self.store.refresh("endpoints")
-        with unavailable_as(self.store.url):
-            hits = self.store.es.search(index=self._index, size=1000, sort=[{"name": "asc"}])["hits"]["hits"]
-        return [Endpoint.model_validate(h["_source"]) for h in hits]
+        return [Endpoint.model_validate(h["_source"]) for h in self._search({"size": 1000, "sort": [{"name": "asc"}]})]
 
     def delete(self, name: str) -> bool:
-        with unavailable_as(self.store.url):
-            result = self.store.es.options(ignore_status=404).delete(index=self._index, id=name)
-        return result.get("result") == "deleted"
+        return self.engine.delete(self._index, name)

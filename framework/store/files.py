@@ -13,7 +13,6 @@ from typing import Any, Iterable
 
 from ..errors import SpotbotError, StoreUnavailable
 from ..models import Chunk, FileStatus, FileTask, now_ms
-from .client import unavailable_as
 from .documents import DocumentStore
 
 LOST_MESSAGE = "worker lost while processing"
@@ -40,8 +39,7 @@ class FileStore(DocumentStore):
             ops.append(task.model_dump(mode="json"))
         if not ops:
             return []
-        with unavailable_as(self.store.url):
-            result = self.store.es.bulk(operations=ops)
+        result = self.engine.bulk(ops)
         created = []
         for item in result["items"]:
             info = item["create"]
@@ -53,8 +51,7 @@ class FileStore(DocumentStore):
 
     def open_in(self, chunk: Chunk) -> list[Claim]:
         """The chunk's files that still need work, read by id (a file re-scanned into a later chunk stays with its first)."""
-        with unavailable_as(self.store.url):
-            docs = self.store.es.mget(index=self._index, ids=chunk.file_ids)["docs"]
+        docs = self.engine.mget(self._index, chunk.file_ids) if chunk.file_ids else []
         claims = []
         for doc in docs:
             if not doc.get("found"):
@@ -138,8 +135,7 @@ class FileStore(DocumentStore):
                 {"index": {"_index": self._index, "_id": claim.id, "if_seq_no": claim.seq_no, "if_primary_term": claim.primary_term}}
             )
             ops.append(claim.task.model_dump(mode="json"))
-        with unavailable_as(self.store.url):
-            result = self.store.es.bulk(operations=ops)
+        result = self.engine.bulk(ops)
         written = []
         for claim, item in zip(claims, result["items"]):
             info = item["index"]
@@ -187,9 +183,8 @@ class FileStore(DocumentStore):
         after = None
         while True:
             kwargs: dict[str, Any] = {"search_after": after} if after else {}
-            with unavailable_as(self.store.url):
-                hits = self.store.es.search(index=self._index, size=size, query={"bool": {"filter": filters}},
-                                            sort=[{"file_key": "asc"}], seq_no_primary_term=True, **kwargs)["hits"]["hits"]
+            hits = self._search({"size": size, "query": {"bool": {"filter": filters}}, "sort": [{"file_key": "asc"}],
+                                 "seq_no_primary_term": True, **kwargs})
             yield from hits
             if len(hits) < size:
                 return

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import elasticsearch
-
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..models import FileStatus, Job, JobStatus, now_ms
-from .client import unavailable_as
 from .documents import DocumentStore
 
 
@@ -17,20 +14,18 @@ class JobStore(DocumentStore):
 
     def create(self, job: Job) -> tuple[Job, bool]:
         """Record a new job; when the id exists, return the stored one and False."""
-        with unavailable_as(self.store.url):
-            try:
-                self.store.es.create(index=self._index, id=job.job_id, document=job.model_dump(mode="json"))
-                return job, True
-            except elasticsearch.ConflictError:
-                return self.get(job.job_id), False
+        try:
+            self.engine.create(self._index, job.job_id, job.model_dump(mode="json"))
+            return job, True
+        except Conflict:
+            return self.get(job.job_id), False
 
     def get(self, job_id: str) -> Job:
         return self._read(job_id)[0]
 
     def _read(self, job_id: str) -> tuple[Job, int, int]:
-        with unavailable_as(self.store.url):
-            doc = self.store.es.options(ignore_status=404).get(index=self._index, id=job_id)
-        if not doc.get("found"):
+        doc = self.engine.get(self._index, job_id)
+        if doc is None:
             raise NotFound(f"no job {job_id!r}; `spotbot jobs list` shows the jobs", job_id=job_id)
         return Job.model_validate(doc["_source"]), doc["_seq_no"], doc["_primary_term"]
 
@@ -59,21 +54,18 @@ class JobStore(DocumentStore):
         return self.change(job_id, add)
 
     def list(self, limit: int = 1000) -> list[Job]:
-        with unavailable_as(self.store.url):
-            self.store.refresh("jobs")
-            hits = self.store.es.search(index=self._index, size=limit, sort=[{"created_at": "desc"}])["hits"]["hits"]
+        self.store.refresh("jobs")
+        hits = self._search({"size": limit, "sort": [{"created_at": "desc"}]})
         return [Job.model_validate(h["_source"]) for h in hits]
 
     def counts(self, job_id: str) -> dict[str, int]:
         """Files per status, from an aggregation over the job's files (after a refresh)."""
         self.store.refresh("files")
-        with unavailable_as(self.store.url):
-            result = self.store.es.search(
-                index=self.store.index("files"),
-                size=0,
-                query={"term": {"job_id": job_id}},
-                aggs={"status": {"terms": {"field": "status", "size": 20}}},
-            )
+        result = self.engine.search(self.store.index("files"), {
+            "size": 0,
+            "query": {"term": {"job_id": job_id}},
+            "aggs": {"status": {"terms": {"field": "status", "size": 20}}},
+        })
         counts = {status.value: 0 for status in FileStatus}
         for bucket in result["aggregations"]["status"]["buckets"]:
             counts[bucket["key"]] = bucket["doc_count"]

@@ -7,10 +7,10 @@ import subprocess
 import time
 from collections import Counter
 
+from conftest import SPOTBOT, results, spotbot
+
 from framework.models import FileStatus
 from framework.storage import S3Location
-
-from conftest import SPOTBOT, results, spotbot
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -60,7 +60,7 @@ def check_invariants(settings, store, storage, bucket: str, job_id: str, keys: l
     rows = results(settings, job_id)
     assert sorted(r["file_key"] for r in rows) == sorted(keys)
     store.refresh("files")
-    assert store.es.count(index=store.index("files"), query={"term": {"job_id": job_id}})["count"] == len(keys)
+    assert store.count("files", {"term": {"job_id": job_id}}) == len(keys)
     by_status = Counter(r["status"] for r in rows)
     assert by_status[FileStatus.PROCESSING.value] == 0 and by_status[FileStatus.NOT_STARTED.value] == 0
     job = store.jobs.get(job_id)

@@ -11,8 +11,7 @@ import time
 
 from conftest import BOTS, cli_env, register_echo, spotbot, upload
 
-from .conftest import (background_submit, calls, calls_by_key, check_invariants, finish, job_id_of, running_workers,
-                       wait_for)
+from .conftest import background_submit, calls, calls_by_key, check_invariants, finish, job_id_of, running_workers, wait_for
 
 
 def slow_files(n: int, seconds: float = 0.2) -> dict[str, str]:
