@@ -173,13 +173,13 @@ class Worker:
     def __init__(self, settings: Settings, env: WorkerEnv, main_task: Callable[[str], Any], *, store: Store | None = None,
                  storage: Storage | None = None):
         self.settings, self.env, self.main_task = settings, env, main_task
-        self.store = store or Store.from_settings(settings)
+        self.store = store or Store.from_settings(settings, init=False)
         self.storage = storage or Storage(settings)
         self.job = self.store.jobs.get(env.job_id)
         self.input_bucket = self.job.input_uri[len("s3://"):].split("/", 1)[0]
         self.done = 0
         self._checked_at = time.monotonic()
-        self._job_cancelled = False
+        self._job_status = self.job.status
 
     def run(self) -> int:
         """Work until every chunk of the job is done (or the job ended); returns files worked."""
@@ -189,25 +189,35 @@ class Worker:
                            self.env.output_s3_bucket, self.env.output_s3_prefix, split_list(self.env.endpoint_name))
         self._record_state(WorkerState.RUNNING)
         job_id = self.env.job_id
+        own_batch: int | None = self.env.batch_id
+        idle = 0
         try:
-            while True:
-                job = self._store(lambda: self.store.jobs.get(job_id), "reading the job")
-                if job.status.terminal:
-                    break  # finished, or cancelled: claim nothing more
+            while not self._ended():
                 lease = self._store(lambda: self.store.chunks.claim(
-                    job_id, self.env.worker_id, self.env.batch_id, self.settings.lease_seconds), "claiming a chunk")
+                    job_id, self.env.worker_id, own_batch, self.settings.lease_seconds), "claiming a chunk")
                 if lease:
+                    if lease.chunk.batch_id != own_batch:
+                        own_batch = None  # our own batch is worked out: from now on only steal
                     self.work_chunk(lease)
+                    idle = 0
                     continue
+                own_batch = None
                 if self._store(lambda: self.store.chunks.unfinished(job_id), "counting chunks") == 0:
-                    if job.status == JobStatus.RUNNING:
-                        self._store(lambda: self.store.jobs.finalize(job_id), "finalizing the job")
+                    self._store(lambda: self.store.jobs.finalize(job_id), "finalizing the job")
                     break
-                time.sleep(self.settings.poll_seconds)  # others hold the rest; take over if their leases expire
+                # the rest is held by others: look again, less and less often, to take over expired leases
+                idle += 1
+                time.sleep(min(self.settings.poll_seconds * 2 ** min(idle, 6), max(self.settings.poll_seconds,
+                                                                                    self.settings.lease_seconds / 4)))
         finally:
             _context = None
         self._record_state(WorkerState.EXITED, exit_code=0)
         return self.done
+
+    def _ended(self) -> bool:
+        """Whether the job ended (finished elsewhere, or cancelled); read at most once per flush interval."""
+        self._cancelled()
+        return self._job_status.terminal
 
     def _store(self, call: Callable[[], Any], what: str) -> Any:
         """A store operation, retried while Elasticsearch is unavailable (restarting, overloaded)."""
@@ -271,9 +281,8 @@ class Worker:
         now = time.monotonic()
         if now - self._checked_at >= self.settings.flush_seconds:
             self._checked_at = now
-            job = self._store(lambda: self.store.jobs.get(self.env.job_id), "reading the job")
-            self._job_cancelled = job.status == JobStatus.CANCELLED
-        return self._job_cancelled
+            self._job_status = self._store(lambda: self.store.jobs.get(self.env.job_id), "reading the job").status
+        return self._job_status == JobStatus.CANCELLED
 
     def _cancel(self, claims: list[Claim]) -> None:
         for claim in claims:

@@ -26,9 +26,11 @@ class Store:
         self.endpoints = EndpointStore(self)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Store":
+    def from_settings(cls, settings: Settings, *, init: bool = True) -> "Store":
+        """Connect; with init, create missing indices first (workers skip it: their scheduler did it)."""
         store = cls(connect(settings.connection()), prefix=settings.index_prefix)
-        store.init()
+        if init:
+            store.init()
         return store
 
     @property

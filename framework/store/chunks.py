@@ -50,13 +50,17 @@ class ChunkStore(DocumentStore):
                 raise RuntimeError(f"recording chunk {info['_id']} failed: {info.get('error')}")
         return out
 
-    def claim(self, job_id: str, worker_id: str, batch_id: int, lease_seconds: float) -> Lease | None:
-        """Take an open chunk (or one whose lease expired), our own batch's first; None if none is free."""
+    def claim(self, job_id: str, worker_id: str, batch_id: int | None, lease_seconds: float) -> Lease | None:
+        """Take an open chunk (or one whose lease expired), of our own batch first; None if none is free.
+
+        batch_id None skips the own-batch search (the caller knows its batch is worked out).
+        The second round refreshes first: a chunk written since the last refresh is not missed.
+        """
         for refresh in (False, True):
             if refresh:
                 self.store.refresh("chunks")
-            for own in (True, False):
-                for hit in self._candidates(job_id, batch_id if own else None):
+            for batch in ((batch_id, None) if batch_id is not None else (None,)):
+                for hit in self._candidates(job_id, batch):
                     lease = self._take(hit, worker_id, lease_seconds)
                     if lease:
                         return lease
