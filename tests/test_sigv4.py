@@ -39,9 +39,9 @@ def signature_ok(method: str, url: str, headers: dict, body: bytes) -> bool:
 
 
 @pytest.fixture
-def signing_endpoint(stack):
+def signing_endpoint(settings):
     seen = {"ok": 0, "rejected": 0}
-    upstream = stack["es_url"]
+    upstream = settings.es_url
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

