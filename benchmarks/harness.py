@@ -1,0 +1,228 @@
+"""The benchmark bench: servers, data sets, endpoints, and the ways of running one job over them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+from pydantic import SecretStr
+
+from framework.endpoints import EndpointManager
+from framework.local import LocalStack
+from framework.models import BotConfig, EndpointSpec, JobStatus
+from framework.scheduler import Scheduler
+from framework.settings import Settings
+from framework.storage import S3Location, Storage
+from framework.store import Store
+
+HERE = Path(__file__).resolve().parent
+BUCKET = "bench"
+
+
+class CountingProxy:
+    """Forwards HTTP to Elasticsearch and counts the requests: what the clients sent, whoever they were."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream
+        self.count = 0
+        self.kinds: dict[str, int] = {}
+        lock = threading.Lock()
+        session = requests.Session()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                kind = self.command + " " + "/".join(p if p.startswith("_") or i == 0 else "*"
+                                                     for i, p in enumerate(self.path.split("?")[0].strip("/").split("/")))
+                with lock:
+                    proxy.count += 1
+                    proxy.kinds[kind] = proxy.kinds.get(kind, 0) + 1
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = session.request(self.command, upstream + self.path, data=body, headers=headers, timeout=300)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class Bench:
+    def __init__(self, home: Path):
+        self.home = home
+        self.stack = None
+        es_url = os.environ.get("SPOTBOT_ES_URL", "")
+        self.stack = LocalStack(home / "stack", es_port=0, s3_base_port=0)
+        state = self.stack.up()
+        self.es_url = es_url or state["es_url"]
+        self.embedded_es = not es_url
+        local = self.stack.state()
+        self.base = Settings(
+            home=home / "spotbot", es_url=self.es_url, s3_endpoint_url=local["s3_endpoint_url"],
+            s3_access_key=SecretStr(local["access_key"]), s3_secret_key=SecretStr(local["secret_key"]),
+            index_prefix="bench-", lease_seconds=10, poll_seconds=0.5, chunk_size=100,
+        )
+        self.storage = Storage(self.base)
+        self.storage.ensure_bucket(BUCKET)
+        self.store = Store.from_settings(self.base)
+        self.endpoints: dict[str, str] = {}
+
+    def close(self) -> None:
+        manager = EndpointManager(self.base, self.store)
+        for endpoint, _ in manager.list():
+            manager.backend(endpoint.backend).stop(endpoint)
+        self.stack.down()
+
+    # --- data --------------------------------------------------------------------------------
+
+    def dataset(self, n: int) -> tuple[str, Path]:
+        """A prefix of n tiny text files (uploaded once), and a file listing their keys."""
+        prefix = f"d{n}/"
+        keys = [f"{prefix}{i // 1000:04d}/f{i:07d}.txt" for i in range(n)]
+        listed = sum(len(page) for page in self.storage.pages(S3Location(BUCKET, prefix)))
+        if listed < n:
+            print(f"  uploading {n} files to s3://{BUCKET}/{prefix} ...", file=sys.stderr, flush=True)
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda key: self.storage.write(BUCKET, key, f"text of {key}".encode()), keys))
+        keys_file = self.home / f"keys-{n}.txt"
+        keys_file.write_text("\n".join(keys) + "\n")
+        return prefix, keys_file
+
+    def endpoint(self, name: str) -> str:
+        """URL of a running benchmark endpoint (noop or sleep10)."""
+        if name not in self.endpoints:
+            spec = EndpointSpec(name=f"bench-{name}", image=f"python:{HERE / 'bots' / f'{name}_endpoint.py'}")
+            self.endpoints[name] = EndpointManager(self.base, self.store).ensure_one(spec).url
+        return self.endpoints[name]
+
+    def register(self, endpoint: str) -> str:
+        self.endpoint(endpoint)
+        config = BotConfig(name=f"bench_{endpoint}", file_types=".txt", bot_image=f"python:{HERE / 'bots' / 'task.py'}",
+                           endpoint_name=f"bench-{endpoint}",
+                           endpoint_ecr_image_path=f"python:{HERE / 'bots' / f'{endpoint}_endpoint.py'}")
+        self.store.bots.register(config)
+        return config.name
+
+    def env(self, settings: Settings | None = None, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTBOT_")}
+        env.update((settings or self.base).environment())
+        env["PYTHONPATH"] = str(HERE.parent)
+        env.update(extra)
+        return env
+
+    # --- the ways of running a job ------------------------------------------------------------
+
+    def raw(self, n: int, workers: int, endpoint: str) -> float:
+        """Files/s of the per-file work alone in `workers` plain processes."""
+        _, keys_file = self.dataset(n)
+        env = self.env(BENCH_BUCKET=BUCKET, BENCH_OUT=f"raw-{uuid.uuid4().hex[:6]}", BENCH_ENDPOINT=self.endpoint(endpoint))
+        started = time.monotonic()
+        children = [subprocess.Popen([sys.executable, "-m", "benchmarks.raw", str(keys_file), str(i), str(workers)], env=env)
+                    for i in range(workers)]
+        if any(child.wait() for child in children):
+            raise RuntimeError("a raw worker failed")
+        return n / (time.monotonic() - started)
+
+    def spotbot(self, n: int, workers: int, endpoint: str, *, settings: Settings | None = None,
+                kill_at: float | None = None) -> dict:
+        """One spotbot job end to end with real worker processes; files/s while running, and more."""
+        settings = settings or self.base
+        prefix, _ = self.dataset(n)
+        bot = self.register(endpoint)
+        # the scheduler and its workers use `settings` (maybe through a counting proxy); watching uses our own store
+        scheduler = Scheduler(settings, Store.from_settings(settings), self.storage)
+        store = self.store
+        started = time.monotonic()
+        job = scheduler.submit(bot, f"s3://{BUCKET}/{prefix}", f"s3://{BUCKET}/out-{uuid.uuid4().hex[:6]}/",
+                               workers=workers)
+        killed_at = None
+        while not job.status.terminal:
+            time.sleep(1.0)
+            if kill_at is not None and killed_at is None:
+                counts = store.jobs.counts(job.job_id)
+                if counts["COMPLETED"] >= kill_at * n:
+                    victim = next(iter(store.jobs.get(job.job_id).workers.values()))
+                    os.kill(victim.pid, 9)
+                    killed_at = time.monotonic() - started
+            job = store.jobs.get(job.job_id)
+        if job.status != JobStatus.COMPLETED or job.counts.get("COMPLETED") != n:
+            raise RuntimeError(f"benchmark job ended {job.status.value} with {job.counts}")
+        return {"rate": n / ((job.finished_at - job.running_at) / 1000), "seconds": time.monotonic() - started,
+                "job_id": job.job_id, "killed_at": killed_at}
+
+    def ancestor(self, n: int, workers: int, endpoint: str, es_url: str | None = None) -> float:
+        """Files/s of the ancestor's algorithm over the same files."""
+        _, keys_file = self.dataset(n)
+        job_id = uuid.uuid4().hex[:8]
+        env = self.env(BENCH_BUCKET=BUCKET, BENCH_OUT=f"anc-{job_id}", BENCH_ENDPOINT=self.endpoint(endpoint),
+                       BENCH_ES_URL=es_url or self.es_url)
+        subprocess.run([sys.executable, "-m", "benchmarks.ancestor", "record", str(workers), job_id],
+                       input=keys_file.read_text(), text=True, env=env, check=True)
+        started = time.monotonic()
+        children = [subprocess.Popen([sys.executable, "-m", "benchmarks.ancestor", "work", str(i), job_id], env=env,
+                                     stdout=subprocess.PIPE, text=True) for i in range(workers)]
+        done = sum(int(child.communicate()[0]) for child in children)
+        if done != n:
+            raise RuntimeError(f"the ancestor's workers did {done} of {n} files")
+        return n / (time.monotonic() - started)
+
+    def scan(self, n: int) -> dict:
+        """Scan + record of n keys in a fresh process: files/s and its peak memory; and raw listing speed."""
+        prefix, _ = self.dataset(n)
+        started = time.monotonic()
+        listed = sum(len(page) for page in self.storage.pages(S3Location(BUCKET, prefix)))
+        listing = listed / (time.monotonic() - started)
+        settings = self.base.model_copy(update={"index_prefix": f"scan{uuid.uuid4().hex[:6]}-"})
+        out = subprocess.run([sys.executable, "-m", "benchmarks.scan", prefix], env=self.env(settings),
+                             capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout)
+        Store.from_settings(settings).drop()
+        return {"listing_rate": listing, **result}
+
+    def es_cpu_seconds(self) -> float | None:
+        """CPU seconds the embedded Elasticsearch-API server has used so far (None for a remote server)."""
+        if not self.embedded_es:
+            return None
+        data_dir = str((self.home / "stack" / "es").resolve())
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if "noida-db" in cmdline and data_dir in cmdline and " start" in cmdline:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                continue
+        return None
+
+
+def temporary_home() -> Path:
+    return Path(tempfile.mkdtemp(prefix="spotbot-bench-"))
