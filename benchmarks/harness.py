@@ -100,6 +100,16 @@ class Bench:
             manager.backend(endpoint.backend).stop(endpoint)
         self.stack.down()
 
+    def reset(self) -> None:
+        """Empty the Elasticsearch side (spotbot's indices and the ancestor's); endpoints keep running."""
+        found = (self.store.endpoints.get(f"bench-{name}") for name in self.endpoints)
+        running = [record[0] for record in found if record]
+        self.store.drop()
+        self.store.engine.delete_index("ancestor-files")
+        self.store.init()
+        for endpoint in running:  # still serving: keep their records so they are reused, not started again
+            self.store.endpoints.reserve(endpoint)
+
     # --- data --------------------------------------------------------------------------------
 
     def dataset(self, n: int) -> tuple[str, Path]:
