@@ -223,7 +223,12 @@ def bots_list(obj: Context, as_json: bool) -> None:
 @handled
 def bots_show(obj: Context, name: str, as_json: bool) -> None:
     """One bot's stored configuration. Example: spotbot bots show doc_ocr"""
-    emit_json(obj.store.bots.get(name).model_dump())
+    config = obj.store.bots.get(name).model_dump()
+    if as_json:
+        emit_json(config)
+        return
+    for field, value in config.items():
+        click.echo(f"{field:24} {','.join(value) if isinstance(value, list) else value}")
 
 
 @bots.command("delete")

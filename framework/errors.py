@@ -70,10 +70,6 @@ class UnsupportedReference(ConfigError):
     """A backend was given an image reference it cannot run."""
 
 
-class LeaseLost(SpotbotError):
-    """Another worker took over the chunk this worker was working on."""
-
-
 class TaskError(SpotbotError):
     """The user's task.py cannot be loaded or used."""
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, spotbot
 
 
 def byob_config() -> dict:
@@ -33,6 +33,10 @@ def test_byob_creates_then_updates_and_prints_what_is_stored(settings, store, tm
     first = json.loads(created.stdout)
     assert first == store.bots.get("foo_bot").model_dump()
     assert first["file_types"] == [".jpg", ".png"] and first["create_date"] == "2020-07-27 21:39:00"
+    shown = spotbot(settings, "bots", "show", "foo_bot", "--json")
+    assert json.loads(shown.stdout) == first
+    listed = spotbot(settings, "bots", "show", "foo_bot").stdout
+    assert "file_types               .jpg,.png" in listed and "bot_image" in listed
 
     config["file_types"] = ".tif"
     config["endpoint_name"] = "foo-other"

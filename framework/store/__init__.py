@@ -33,10 +33,6 @@ class Store:
             store.init()
         return store
 
-    @property
-    def address(self) -> str:
-        return self.engine.address
-
     def index(self, kind: str) -> str:
         return f"{self.prefix}{kind}"
 

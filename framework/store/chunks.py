@@ -24,7 +24,6 @@ class Lease:
     chunk: Chunk
     seq_no: int
     primary_term: int
-    reclaimed: bool = False
 
 
 class ChunkStore(DocumentStore):
@@ -95,7 +94,6 @@ class ChunkStore(DocumentStore):
 
     def _take(self, hit: dict, worker_id: str, lease_seconds: float) -> Lease | None:
         chunk = Chunk.model_validate(hit["_source"])
-        reclaimed = chunk.status == ChunkStatus.LEASED
         chunk.status = ChunkStatus.LEASED
         chunk.lease_owner = worker_id
         chunk.lease_expires_at = now_ms() + int(lease_seconds * 1000)
@@ -103,7 +101,7 @@ class ChunkStore(DocumentStore):
         written = self._write(chunk, hit["_seq_no"], hit["_primary_term"])
         if written is None:
             return None
-        return Lease(chunk, *written, reclaimed=reclaimed or chunk.claims > 1)
+        return Lease(chunk, *written)
 
     def _write(self, chunk: Chunk, seq_no: int, primary_term: int) -> tuple[int, int] | None:
         return self._write_if(chunk.chunk_id, chunk.model_dump(mode="json"), seq_no, primary_term)

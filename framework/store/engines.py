@@ -69,6 +69,7 @@ class Connection:
 
 class Engine(Protocol):
     name: str
+    address: str
     version: str
 
     def info(self) -> dict: ...

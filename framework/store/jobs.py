@@ -71,16 +71,14 @@ class JobStore(DocumentStore):
             counts[bucket["key"]] = bucket["doc_count"]
         return counts
 
-    def finalize(self, job_id: str, *, cancelled: bool = False) -> Job:
+    def finalize(self, job_id: str) -> Job:
         """End the job exactly once, with counts from its files; a no-op when it has ended."""
         counts = self.counts(job_id)
 
         def end(job: Job) -> Job | None:
             if job.status.terminal or job.status == JobStatus.SCANNING:
                 return None
-            if cancelled:
-                job.status = JobStatus.CANCELLED
-            elif counts[FileStatus.ERROR.value]:
+            if counts[FileStatus.ERROR.value]:
                 job.status = JobStatus.COMPLETED_WITH_ERRORS
             else:
                 job.status = JobStatus.COMPLETED
