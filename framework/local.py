@@ -51,6 +51,16 @@ def _port_free(port: int) -> bool:
         return True
 
 
+def _wait_free(ports: list[int], seconds: float = 20.0) -> bool:
+    """Wait (bounded) until a stopped server has let go of its ports."""
+    deadline = time.monotonic() + seconds
+    while not all(_port_free(port) for port in ports):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _free_port(preferred: int) -> int:
     if preferred and _port_free(preferred):
         return preferred
@@ -119,7 +129,8 @@ class LocalStack:
         return self.status()
 
     def _start_es(self, previous: int | None) -> int:
-        port = previous if previous and _port_free(previous) else _free_port(self.es_port)
+        # a restart keeps its port, so clients that know the old address find it again
+        port = previous if previous and _wait_free([previous]) else _free_port(self.es_port)
         data = self.home / "es"
         result = subprocess.run(
             [_tool("noida-db"), "up", "--data-dir", str(data), "--host", "127.0.0.1", "--only", "elasticsearch",
@@ -135,7 +146,10 @@ class LocalStack:
         return port
 
     def _start_s3(self, previous: int | None) -> tuple[int, int]:
-        base = _free_weed_base(previous or self.s3_base_port)
+        if previous and _wait_free([previous + i + offset for i in range(8) for offset in (0, 10000)]):
+            base = previous  # a restart keeps its ports, so clients that know the old address find it again
+        else:
+            base = _free_weed_base(self.s3_base_port)
         data = self.home / "s3"
         data.mkdir(exist_ok=True)
         log_path = self.home / "logs" / "s3.log"

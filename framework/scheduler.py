@@ -138,8 +138,10 @@ class Scheduler:
         for chunk, files in pending:
             written = new_chunks.get(chunk.chunk_id)
             owns_any = any(FileTask.doc_id(t.job_id, t.bucket, t.file_key) in created for t in files)
-            if written is not None and not owns_any:
-                self.store.chunks.close(chunk, *written)  # all its files belong to an earlier scan's chunks
+            if written is not None and not owns_any and not self.store.files.any_in(chunk):
+                # every file it lists was recorded earlier, in other chunks: nothing is left for it to do.
+                # (A racing submitter may have written this chunk's own files first: then it keeps them.)
+                self.store.chunks.close(chunk, *written)
 
     # --- workers ------------------------------------------------------------------------------
 

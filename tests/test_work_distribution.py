@@ -122,3 +122,31 @@ def test_a_killed_worker_loses_no_file(settings, store, storage, bucket, tmp_pat
     assert all(r["status"] == "COMPLETED" for r in rows)
     redone = [key for key, n in calls_by_key(calls).items() if n > 1]
     assert len(redone) <= settings.chunk_size  # at most the one chunk the dead worker held
+
+
+def test_a_retried_write_whose_answer_was_lost_is_recognised_as_ours(settings, store):
+    # Given files marked PROCESSING by a bulk write whose answer (new sequence numbers) never arrived
+    from framework.models import FileTask
+
+    chunk = Chunk(chunk_id="lost-0", job_id="lost", seq=0, batch_id=0, file_ids=[])
+    files = [FileTask(job_id="lost", bot="b", bucket="bk", file_key=f"k{i}", chunk_id="lost-0", batch_id=0) for i in range(3)]
+    store.chunks.record([chunk])
+    store.files.record(files)
+    chunk.file_ids = [FileTask.doc_id("lost", "bk", f.file_key) for f in files]
+    claims = store.files.open_in(chunk)
+    stale = [(c.seq_no, c.primary_term) for c in claims]
+    assert len(store.files.begin(claims, "w1")) == 3
+    for claim, (seq_no, term) in zip(claims, stale):
+        claim.seq_no, claim.primary_term = seq_no, term  # as if the answer had been lost
+
+    # When the same write is sent again, it is kept as ours, not dropped as someone else's
+    assert len(store.files.write(claims)) == 3
+    # and it can go on: the results write conditionally on the adopted sequence numbers
+    for claim in claims:
+        store.files.complete(claim, output_uri="s3://x/y", labels=[], output=None, attempts=1)
+    assert len(store.files.write(claims)) == 3
+    # while a genuinely different document under the same stale numbers is refused
+    assert store.files.open_in(chunk) == []  # all COMPLETED now
+    claims[0].task.labels = ["someone else's"]
+    claims[0].seq_no, claims[0].primary_term = stale[0]
+    assert store.files.write([claims[0]]) == []

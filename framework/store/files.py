@@ -61,6 +61,11 @@ class FileStore(DocumentStore):
                 claims.append(Claim(doc["_id"], task, doc["_seq_no"], doc["_primary_term"]))
         return claims
 
+    def any_in(self, chunk: Chunk) -> bool:
+        """Whether any file document names this chunk as its own (read by id)."""
+        docs = self.engine.mget(self._index, chunk.file_ids) if chunk.file_ids else []
+        return any(doc.get("found") and doc["_source"]["chunk_id"] == chunk.chunk_id for doc in docs)
+
     def begin(self, claims: list[Claim], worker_id: str) -> list[Claim]:
         """Mark files PROCESSING in one bulk write, one attempt each; returns those we now hold."""
         now = now_ms()
@@ -125,7 +130,7 @@ class FileStore(DocumentStore):
         """Write the claims' files in one bulk request, each conditional on our last seq_no.
 
         Returns the claims written (their seq_no updated); a 409 means another worker has the
-        file now, and that claim is left out.
+        file now, and that claim is left out, unless the file holds exactly what we sent (see _ours).
         """
         if not claims:
             return []
@@ -136,17 +141,35 @@ class FileStore(DocumentStore):
             )
             ops.append(claim.task.model_dump(mode="json"))
         result = self.engine.bulk(ops)
-        written = []
+        written, conflicted = [], []
         for claim, item in zip(claims, result["items"]):
             info = item["index"]
             if info["status"] in (200, 201):
                 claim.seq_no, claim.primary_term = info["_seq_no"], info["_primary_term"]
                 written.append(claim)
+            elif info["status"] == 409:
+                conflicted.append(claim)
             elif info["status"] == 429 or info["status"] >= 500:
                 raise StoreUnavailable(f"writing file {claim.task.file_key!r} failed ({info['status']}): {info.get('error')}")
-            elif info["status"] != 409:
+            else:
                 raise SpotbotError(f"writing file {claim.task.file_key!r} failed: {info.get('error')}")
-        return written
+        return written + self._ours(conflicted)
+
+    def _ours(self, conflicted: list[Claim]) -> list[Claim]:
+        """Of the claims a write found changed, those that hold exactly what we wrote.
+
+        When a server goes away after applying a bulk request but before answering, the retry
+        of that request meets our own first write as a conflict. A file whose stored document
+        is the one we sent is ours: keep it, with its current sequence numbers.
+        """
+        if not conflicted:
+            return []
+        ours = []
+        for claim, doc in zip(conflicted, self.engine.mget(self._index, [c.id for c in conflicted])):
+            if doc.get("found") and doc["_source"] == claim.task.model_dump(mode="json"):
+                claim.seq_no, claim.primary_term = doc["_seq_no"], doc["_primary_term"]
+                ours.append(claim)
+        return ours
 
     def cancel(self, claim: Claim) -> None:
         task = claim.task
