@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -83,6 +84,17 @@ def bucket(storage) -> str:
     name = f"t-{uuid.uuid4().hex[:12]}"
     storage.ensure_bucket(name)
     return name
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll a condition of the system (processes, calls made) until it holds or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def upload(storage: Storage, bucket: str, files: dict[str, bytes | str]) -> None:

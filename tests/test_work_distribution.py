@@ -6,24 +6,12 @@ import json
 import os
 import signal
 import threading
-import time
 from collections import Counter
 
-from conftest import cli_env, register_echo, results, spotbot, submit, upload
+from conftest import cli_env, register_echo, results, spotbot, submit, upload, wait_for
 
 from framework.models import Chunk, ChunkStatus, FileStatus, Job
 from framework.store.chunks import Lease
-
-
-def wait_for(condition, timeout: float, what: str):
-    """Poll a condition of the system (not of index refresh) until it holds or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def calls_by_key(path) -> Counter:

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections import Counter
 
-from conftest import SPOTBOT, results, spotbot
+from conftest import SPOTBOT, results, spotbot, wait_for  # noqa: F401 (wait_for is shared with the tests)
 
 from framework.models import FileStatus
 from framework.storage import S3Location
-
-
-def wait_for(condition, timeout: float, what: str):
-    """Poll a condition of the system (processes, calls made) until it holds or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def calls(path) -> list[dict]:

@@ -67,8 +67,11 @@ def test_poison_file_ends_error_after_max_attempts(settings, store, storage, buc
     print(f"\npoison file: {deaths} worker deaths, {len(final.workers)} workers in all, {time.monotonic() - started:.1f}s")
 
 
-@embedded_only
-def test_elasticsearch_restart_mid_job(settings, store, storage, bucket, tmp_path, local_stack):
+def run_through_outage(settings, store, storage, bucket, tmp_path, stop, restart) -> tuple[list[dict], float, int]:
+    """A job of 20 slow files, with a server stopped for three seconds once work has begun.
+
+    Returns the files' rows (invariants checked), how long the server was away, and how many
+    files were worked twice."""
     register_echo(settings)
     files = slow_files(20, 0.1)
     upload(storage, bucket, files)
@@ -77,40 +80,30 @@ def test_elasticsearch_restart_mid_job(settings, store, storage, bucket, tmp_pat
     wait_for(lambda: len(calls(log)) >= 4, 60, "work to begin")
     job_id = job_id_of(settings)
 
-    local_stack.stop_es()
+    stop()
     down_at = time.monotonic()
-    time.sleep(3)  # the fault: Elasticsearch away for three seconds
-    local_stack.up()
-    back_at = time.monotonic()
-
-    code, data, err = finish(job)
-    assert code == 0, err
-    check_invariants(settings, store, storage, bucket, job_id, list(files), "COMPLETED")
-    redone = sum(1 for n in calls_by_key(log).values() if n > 1)
-    print(f"\nES restart: down {back_at - down_at:.1f}s, {redone} file(s) worked twice, "
-          f"finished {time.monotonic() - back_at:.1f}s after it came back")
-
-
-def test_s3_restart_mid_job(settings, store, storage, bucket, tmp_path, local_stack):
-    register_echo(settings)
-    files = slow_files(20, 0.1)
-    upload(storage, bucket, files)
-    log = tmp_path / "calls.jsonl"
-    job = background_submit(bucket, cli_env(settings, ECHO_CALLS_LOG=str(log)), "--bots", "2")
-    wait_for(lambda: len(calls(log)) >= 4, 60, "work to begin")
-    job_id = job_id_of(settings)
-
-    local_stack.stop_s3()
-    down_at = time.monotonic()
-    time.sleep(3)  # the fault: S3 away for three seconds
-    local_stack.up()
+    time.sleep(3)  # the fault: the server away for three seconds
+    restart()
     back_at = time.monotonic()
 
     code, data, err = finish(job)
     assert code == 0, err
     rows, _ = check_invariants(settings, store, storage, bucket, job_id, list(files), "COMPLETED")
+    redone = sum(1 for n in calls_by_key(log).values() if n > 1)
+    print(f"\n{time.monotonic() - back_at:.1f}s to finish after the server came back", end="")
+    return rows, back_at - down_at, redone
+
+
+@embedded_only
+def test_elasticsearch_restart_mid_job(settings, store, storage, bucket, tmp_path, local_stack):
+    rows, away, redone = run_through_outage(settings, store, storage, bucket, tmp_path, local_stack.stop_es, local_stack.up)
+    print(f"; ES restart: away {away:.1f}s, {redone} file(s) worked twice")
+
+
+def test_s3_restart_mid_job(settings, store, storage, bucket, tmp_path, local_stack):
+    rows, away, redone = run_through_outage(settings, store, storage, bucket, tmp_path, local_stack.stop_s3, local_stack.up)
     assert all(r["attempts"] == 1 for r in rows)  # the outage was retried, not charged to the files
-    print(f"\nS3 restart: down {back_at - down_at:.1f}s, finished {time.monotonic() - back_at:.1f}s after it came back")
+    print(f"; S3 restart: away {away:.1f}s, {redone} file(s) worked twice")
 
 
 def test_failing_and_hanging_endpoint(settings, store, storage, bucket, tmp_path):
