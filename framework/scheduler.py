@@ -21,6 +21,12 @@ from .store.files import Claim
 CHUNKS_PER_WRITE = 10
 
 
+def new_chunk(job_id: str, ids: list[str], seq: int, workers: int, tag: str = "") -> Chunk:
+    """A chunk whose id derives from its files, so recording the same run of files twice gives one chunk."""
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+    return Chunk(chunk_id=f"{job_id}-{tag}{seq:06d}-{digest}", job_id=job_id, seq=seq, batch_id=seq % workers, file_ids=ids)
+
+
 def new_job_id(bot: str) -> str:
     return f"{bot}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
@@ -70,12 +76,7 @@ class Scheduler:
             return self.store.jobs.finalize(job.job_id)
         if not created and self.alive_workers(job):
             return job  # already being worked: a resubmit adds nothing
-        try:
-            self.endpoints.ensure(bot)
-        except SpotbotError as exc:
-            self.fail(job.job_id, f"endpoint: {exc}")
-            raise
-        return self.launch(job, bot, count)
+        return self._start(job, bot, count)
 
     def scan(self, job: Job, bot: BotConfig, source: S3Location, dest: S3Location,
              on_scan: Callable[[int], None] | None = None) -> int:
@@ -123,9 +124,7 @@ class Scheduler:
 
     def _chunk(self, job: Job, bot: BotConfig, bucket: str, seq: int, batch: list[tuple[str, int]]):
         ids = [FileTask.doc_id(job.job_id, bucket, key) for key, _ in batch]
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
-        chunk = Chunk(chunk_id=f"{job.job_id}-{seq:06d}-{digest}", job_id=job.job_id, seq=seq,
-                      batch_id=seq % job.workers_requested, file_ids=ids)
+        chunk = new_chunk(job.job_id, ids, seq, job.workers_requested)
         files = [FileTask(job_id=job.job_id, bot=bot.name, bucket=bucket, file_key=key, chunk_id=chunk.chunk_id,
                           batch_id=chunk.batch_id, size=size) for key, size in batch]
         return chunk, files
@@ -144,6 +143,15 @@ class Scheduler:
                 self.store.chunks.close(chunk, *written)
 
     # --- workers ------------------------------------------------------------------------------
+
+    def _start(self, job: Job, bot: BotConfig, count: int) -> Job:
+        """Make sure the bot's endpoints answer, then launch its workers; an endpoint failure fails the job."""
+        try:
+            self.endpoints.ensure(bot)
+        except SpotbotError as exc:
+            self.fail(job.job_id, f"endpoint: {exc}")
+            raise
+        return self.launch(job, bot, count)
 
     def launch(self, job: Job, bot: BotConfig, count: int) -> Job:
         specs = [
@@ -278,19 +286,11 @@ class Scheduler:
             return current
 
         job = self.store.jobs.change(job_id, rerun)
-        try:
-            self.endpoints.ensure(bot)
-        except SpotbotError as exc:
-            self.fail(job_id, f"endpoint: {exc}")
-            raise
-        return self.launch(job, bot, count)
+        return self._start(job, bot, count)
 
     def _reopen(self, job: Job, claims: list[Claim], seq: int, round_: int, count: int) -> int:
         """One new chunk for these files, written before them (as the scan does)."""
-        ids = [claim.id for claim in claims]
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
-        chunk = Chunk(chunk_id=f"{job.job_id}-r{round_}-{seq:06d}-{digest}", job_id=job.job_id, seq=seq,
-                      batch_id=seq % count, file_ids=ids)
+        chunk = new_chunk(job.job_id, [claim.id for claim in claims], seq, count, tag=f"r{round_}-")
         self.store.chunks.record([chunk])
         for claim in claims:
             self.store.files.reopen(claim, chunk)

@@ -18,18 +18,23 @@ def slow_files(n: int, seconds: float = 0.2) -> dict[str, str]:
     return {f"in/{i:03d}.txt": f"SLOW {seconds}" for i in range(n)}
 
 
-def test_killing_two_workers_mid_job_loses_nothing(settings, store, storage, bucket, tmp_path):
-    # Given 30 slow files and three workers under --wait
+def start_slow_job(settings, storage, bucket, tmp_path, files: dict, workers: int, begun: int, **env: str):
+    """Submit the echo bot over files in the background (--wait) and return once `begun` calls were made."""
     register_echo(settings)
-    files = slow_files(30)
     upload(storage, bucket, files)
     log = tmp_path / "calls.jsonl"
-    env = cli_env(settings, ECHO_CALLS_LOG=str(log), SPOTBOT_LEASE_SECONDS="3")
+    job = background_submit(bucket, cli_env(settings, ECHO_CALLS_LOG=str(log), **env), "--bots", str(workers))
+    wait_for(lambda: len(calls(log)) >= begun, 60, "work to begin")
+    return job, log
+
+
+def test_killing_two_workers_mid_job_loses_nothing(settings, store, storage, bucket, tmp_path):
+    # Given 30 slow files and three workers under --wait
+    files = slow_files(30)
     started = time.monotonic()
-    job = background_submit(bucket, env, "--bots", "3")
+    job, log = start_slow_job(settings, storage, bucket, tmp_path, files, 3, 4, SPOTBOT_LEASE_SECONDS="3")
 
     # When one worker is killed mid-work, and then a second one
-    wait_for(lambda: len(calls(log)) >= 4, 60, "work to begin")
     job_id = job_id_of(settings)
     first = sorted(running_workers(settings, job_id).items())[0]
     os.kill(first[1], signal.SIGKILL)
@@ -72,12 +77,8 @@ def run_through_outage(settings, store, storage, bucket, tmp_path, stop, restart
 
     Returns the files' rows (invariants checked), how long the server was away, and how many
     files were worked twice."""
-    register_echo(settings)
     files = slow_files(20, 0.1)
-    upload(storage, bucket, files)
-    log = tmp_path / "calls.jsonl"
-    job = background_submit(bucket, cli_env(settings, ECHO_CALLS_LOG=str(log)), "--bots", "2")
-    wait_for(lambda: len(calls(log)) >= 4, 60, "work to begin")
+    job, log = start_slow_job(settings, storage, bucket, tmp_path, files, 2, 4)
     job_id = job_id_of(settings)
 
     stop()
@@ -130,12 +131,8 @@ def test_failing_and_hanging_endpoint(settings, store, storage, bucket, tmp_path
 
 
 def test_killed_endpoint_is_restarted_and_the_job_finishes(settings, store, storage, bucket, tmp_path):
-    register_echo(settings)
     files = slow_files(20, 0.15)
-    upload(storage, bucket, files)
-    log = tmp_path / "calls.jsonl"
-    job = background_submit(bucket, cli_env(settings, ECHO_CALLS_LOG=str(log)), "--bots", "2")
-    wait_for(lambda: len(calls(log)) >= 3, 60, "work to begin")
+    job, log = start_slow_job(settings, storage, bucket, tmp_path, files, 2, 3)
     before = json.loads(spotbot(settings, "endpoints", "list", "--json").stdout)[0]
     os.killpg(before["pid"], signal.SIGKILL)
     killed_at = time.monotonic()
