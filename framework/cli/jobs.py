@@ -1,247 +1,18 @@
-"""The `spotbot` command.
-
-Exit codes: 0 success; 1 unexpected error; 2 bad input or configuration; 3 the job ended
-COMPLETED_WITH_ERRORS (--wait); 4 the job ended FAILED or CANCELLED (--wait); 5 not found;
-6 Elasticsearch or S3 unreachable; 7 an endpoint or worker could not be started.
-"""
+"""Jobs: submit, status, cancel, retry, supervise, results, jobs list."""
 
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from . import settings as settings_module
-from .bot_config import read_bot_config
-from .errors import SpotbotError
-from .models import FileStatus, Job, JobStatus, WorkerState, now_ms
-from .retry import retrying
-from .settings import Settings
-
-EXIT_BY_STATUS = {
-    JobStatus.COMPLETED: 0,
-    JobStatus.COMPLETED_WITH_ERRORS: 3,
-    JobStatus.FAILED: 4,
-    JobStatus.CANCELLED: 4,
-}
-
-
-class Context:
-    """Built lazily, so `--help` and `local` never need a server."""
-
-    def __init__(self, debug: bool):
-        self.debug = debug
-        self._settings: Settings | None = None
-        self._store = None
-        self._storage = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = Settings.from_env()
-        return self._settings
-
-    @property
-    def store(self):
-        if self._store is None:
-            from .store import Store
-
-            self._store = Store.from_settings(self.settings)
-        return self._store
-
-    @property
-    def storage(self):
-        if self._storage is None:
-            from .storage import Storage
-
-            self._storage = Storage(self.settings)
-        return self._storage
-
-    def scheduler(self):
-        from .scheduler import Scheduler
-
-        return Scheduler(self.settings, self.store, self.storage)
-
-
-def handled(command: Callable) -> Callable:
-    """Turn spotbot's errors into one line on stderr and the error's exit code."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context().find_object(Context)
-        try:
-            return command(*args, **kwargs)
-        except SpotbotError as exc:
-            if ctx is not None and ctx.debug:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-@click.group(epilog="Settings (environment variables):\n\n" + settings_module.describe().replace("\n", "\n\n"))
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
-    """spotbot runs ML bots over the files of an S3 prefix, tracking every file in Elasticsearch.
-
-    \b
-    Quick start on one machine:
-      spotbot local up
-      spotbot bots register bots/doc_ocr/bot_config.json
-      spotbot submit --bot doc_ocr --input s3://spotbot-demo/docs/ --output s3://spotbot-demo/out/ --wait
-      spotbot results <job id>
-    """
-    ctx.obj = Context(debug)
-
-
-# --- local ------------------------------------------------------------------------------------
-
-
-@main.group()
-def local() -> None:
-    """The embedded stack: an Elasticsearch-API server and an S3 server on 127.0.0.1."""
-
-
-def _local_stack(ctx: Context):
-    from .local import LocalStack
-
-    return LocalStack(ctx.settings.home)
-
-
-@local.command("up")
-@click.option("--json", "as_json", is_flag=True, help="Print the connection details as JSON.")
-@click.pass_obj
-@handled
-def local_up(obj: Context, as_json: bool) -> None:
-    """Start the embedded servers (idempotent) and wait until both answer.
-
-    Data lives under $SPOTBOT_HOME (default ./.spotbot). Example: spotbot local up
-    """
-    stack = _local_stack(obj)
-    status = stack.up(progress=lambda message: click.echo(message + " ...", err=True))
-    if as_json:
-        emit_json(status)
-    else:
-        click.echo(f"Elasticsearch: {status['es_url']}\nS3:            {status['s3_endpoint_url']} "
-                   f"(access key {status['s3_access_key']})")
-
-
-@local.command("down")
-@click.pass_obj
-@handled
-def local_down(obj: Context) -> None:
-    """Stop the embedded servers and the local endpoints; data stays under $SPOTBOT_HOME.
-
-    Example: spotbot local down
-    """
-    stack = _local_stack(obj)
-    status = stack.status()
-    if status.get("es_running"):
-        from .endpoints import EndpointManager
-
-        try:
-            manager = EndpointManager(obj.settings, obj.store)
-            for endpoint, _ in manager.list():
-                if endpoint.backend == "process":
-                    manager.backend("process").stop(endpoint)
-        except SpotbotError as exc:
-            click.echo(f"warning: could not stop local endpoints: {exc}", err=True)
-    stack.down()
-    click.echo("stopped")
-
-
-@local.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON: es_url, s3_endpoint_url, running ...")
-@click.pass_obj
-@handled
-def local_status(obj: Context, as_json: bool) -> None:
-    """Whether the embedded servers answer, and where. Example: spotbot local status --json"""
-    status = _local_stack(obj).status()
-    if as_json:
-        emit_json(status)
-        return
-    if not status["es_url"]:
-        click.echo("not running (spotbot local up starts it)")
-        return
-    click.echo(f"Elasticsearch: {status['es_url']} ({'up' if status['es_running'] else 'down'})")
-    click.echo(f"S3:            {status['s3_endpoint_url']} ({'up' if status['s3_running'] else 'down'})")
-
-
-# --- bots -------------------------------------------------------------------------------------
-
-
-@main.group()
-def bots() -> None:
-    """Register, list, show and delete bots."""
-
-
-@bots.command("register")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.pass_obj
-@handled
-def bots_register(obj: Context, file: Path) -> None:
-    """Create the bot described by FILE (a bot_config.json), or update it if its name exists.
-
-    Example: spotbot bots register bots/doc_ocr/bot_config.json
-    """
-    config = read_bot_config(file)
-    stored, created = obj.store.bots.register(config)
-    click.echo(f"{'created' if created else 'updated'} bot {stored.name}", err=True)
-    emit_json(stored.model_dump())
-
-
-@bots.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def bots_list(obj: Context, as_json: bool) -> None:
-    """The registered bots. Example: spotbot bots list --json"""
-    registered = obj.store.bots.list()
-    if as_json:
-        emit_json([b.model_dump() for b in registered])
-        return
-    for bot in registered:
-        click.echo(f"{bot.name:24} {','.join(bot.file_types):20} {bot.bot_image}")
-
-
-@bots.command("show")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def bots_show(obj: Context, name: str, as_json: bool) -> None:
-    """One bot's stored configuration. Example: spotbot bots show doc_ocr"""
-    config = obj.store.bots.get(name).model_dump()
-    if as_json:
-        emit_json(config)
-        return
-    for field, value in config.items():
-        click.echo(f"{field:24} {','.join(value) if isinstance(value, list) else value}")
-
-
-@bots.command("delete")
-@click.argument("name")
-@click.pass_obj
-@handled
-def bots_delete(obj: Context, name: str) -> None:
-    """Remove a bot from the registry (its jobs stay). Example: spotbot bots delete doc_ocr"""
-    obj.store.bots.delete(name)
-    click.echo(f"deleted bot {name}")
-
-
-# --- jobs -------------------------------------------------------------------------------------
+from ..models import FileStatus, Job, JobStatus, WorkerState, now_ms
+from ..retry import retrying
+from .app import EXIT_BY_STATUS, Context, emit_json, handled, main
 
 
 def progress_line(job: Job) -> dict[str, Any]:
@@ -268,7 +39,7 @@ def progress_line(job: Job) -> dict[str, Any]:
 
 
 def job_status(obj: Context, job_id: str) -> dict[str, Any]:
-    from .launchers import launcher
+    from ..launchers import launcher
 
     job = obj.store.jobs.get(job_id)
     if not job.status.terminal:
@@ -331,7 +102,7 @@ def _wait(obj: Context, scheduler, job: Job, show: bool) -> Job:
     with click.progressbar(length=max(job.total, 1), label=f"{job.bot} {job.job_id}", file=sys.stderr,
                            show_pos=True, show_eta=True) as bar:
         shown = 0
-        from .supervisor import Supervisor
+        from ..supervisor import Supervisor
 
         for last in Supervisor(scheduler).watch(job.job_id):
             counts = last.counts if last.status.terminal else retrying(
@@ -418,7 +189,7 @@ def supervise(obj: Context, job_id: str | None) -> None:
 
     Without JOB, every RUNNING job. Example: spotbot supervise
     """
-    from .supervisor import Supervisor
+    from ..supervisor import Supervisor
 
     supervisor = Supervisor(obj.scheduler())
     if job_id:
@@ -480,61 +251,3 @@ def jobs_list(obj: Context, as_json: bool) -> None:
         return
     for job in found:
         click.echo(f"{job.job_id:40} {job.bot:16} {job.status.value:22} {job.total:>8}  {job.input_uri}")
-
-
-# --- endpoints and admin ----------------------------------------------------------------------
-
-
-@main.group()
-def endpoints() -> None:
-    """List and delete model endpoints."""
-
-
-@endpoints.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-@handled
-def endpoints_list(obj: Context, as_json: bool) -> None:
-    """Recorded endpoints and whether each answers. Example: spotbot endpoints list"""
-    from .endpoints import EndpointManager
-
-    rows = [{**e.model_dump(mode="json"), "healthy": ok} for e, ok in EndpointManager(obj.settings, obj.store).list()]
-    if as_json:
-        emit_json(rows)
-        return
-    for row in rows:
-        click.echo(f"{row['name']:32} {row['backend']:8} {row['status']:11} {'healthy' if row['healthy'] else 'down':8} {row['url']}")
-
-
-@endpoints.command("delete")
-@click.argument("name")
-@click.pass_obj
-@handled
-def endpoints_delete(obj: Context, name: str) -> None:
-    """Stop an endpoint and forget it. Example: spotbot endpoints delete doc-ocr"""
-    from .endpoints import EndpointManager
-
-    EndpointManager(obj.settings, obj.store).delete(name)
-    click.echo(f"deleted endpoint {name}")
-
-
-@main.group()
-def admin() -> None:
-    """Administration of the Elasticsearch indices."""
-
-
-@admin.command("init")
-@click.pass_obj
-@handled
-def admin_init(obj: Context) -> None:
-    """Create the indices with their mappings (also done on first use). Example: spotbot admin init"""
-    created = obj.store.init()
-    click.echo("created: " + (", ".join(created) if created else "nothing, all indices exist"))
-
-
-@admin.command("settings")
-@click.pass_obj
-@handled
-def admin_settings(obj: Context) -> None:
-    """Print the effective settings, secrets redacted. Example: spotbot admin settings"""
-    emit_json(obj.settings.redacted())
