@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from ..errors import ConfigError
 from ..models import BotConfig, Worker, WorkerState
@@ -36,6 +36,9 @@ class Launcher(Protocol):
 
     def last_words(self, worker: Worker) -> str:
         """The last line the worker logged (for the reason recorded on its job)."""
+
+    def logs(self, worker: Worker, *, follow: bool = False) -> Iterator[str]:
+        """The worker's output, line by line; with follow, keep going until the worker ends."""
 
 
 def launcher(settings: Settings) -> Launcher:

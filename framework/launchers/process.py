@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
 from ..endpoints.process import pid_alive, tail
 from ..errors import LaunchError, UnsupportedReference
@@ -71,6 +73,20 @@ class ProcessLauncher:
     def last_words(self, worker: Worker) -> str:
         lines = tail(self._log_path(worker.job_id, worker.id), 1)
         return lines.split(" spotbot.worker: ", 1)[-1] or "(no output)"
+
+    def logs(self, worker: Worker, *, follow: bool = False) -> Iterator[str]:
+        path = self._log_path(worker.job_id, worker.id)
+        if worker.host != self.host or not path.exists():
+            raise LaunchError(f"no log of worker {worker.id} on this machine ({self.host}); it ran on {worker.host}")
+        with open(path, errors="replace") as log:
+            while True:
+                line = log.readline()
+                if line:
+                    yield line.rstrip("\n")
+                    continue
+                if not follow or not pid_alive(worker.pid):
+                    return
+                time.sleep(0.2)
 
     def _log_path(self, job_id: str, worker_id: str) -> Path:
         return self.settings.home / "logs" / job_id / f"{worker_id}.log"
