@@ -80,11 +80,10 @@ class ProcessLauncher:
             raise LaunchError(f"no log of worker {worker.id} on this machine ({self.host}); it ran on {worker.host}")
         with open(path, errors="replace") as log:
             while True:
-                line = log.readline()
-                if line:
+                alive = follow and pid_alive(worker.pid)  # asked before reading, so its last lines are read too
+                for line in log:
                     yield line.rstrip("\n")
-                    continue
-                if not follow or not pid_alive(worker.pid):
+                if not alive:
                     return
                 time.sleep(0.2)
 
