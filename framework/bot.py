@@ -202,11 +202,16 @@ class Worker:
                     idle = 0
                     continue
                 own_batch = None
-                if self._store(lambda: self.store.chunks.unfinished(job_id), "counting chunks") == 0:
-                    self._store(lambda: self.store.jobs.finalize(job_id), "finalizing the job")
-                    break
-                # the rest is held by others: look again, less and less often, to take over expired leases
                 idle += 1
+                if self._store(lambda: self.store.chunks.unfinished(job_id), "counting chunks") == 0:
+                    job = self._store(lambda: self.store.jobs.finalize(job_id), "finalizing the job")
+                    if job.status.terminal:
+                        break
+                    # a long-running job with nothing to do: look for new files every poll interval
+                    self._job_status = job.status
+                    time.sleep(self.settings.poll_seconds)
+                    continue
+                # the rest is held by others: look again, less and less often, to take over expired leases
                 time.sleep(min(self.settings.poll_seconds * 2 ** min(idle, 6), max(self.settings.poll_seconds,
                                                                                     self.settings.lease_seconds / 4)))
         finally:

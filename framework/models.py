@@ -241,9 +241,19 @@ class Job(BaseModel):
     error: str = ""
     events: list[str] = Field(default_factory=list)
     retries: int = 0
+    # a long-running job (watch mode, the image API) takes new files until it is closed
+    accepting: bool = False
+    # add_files calls under way (token -> expiry, epoch ms): the job cannot end while one may still write
+    adding: dict[str, int] = Field(default_factory=dict)
+    # a long-running job's own progress, kept across restarts (e.g. the watcher's listing mark)
+    cursor: dict[str, Any] = Field(default_factory=dict)
     created_at: int = Field(default_factory=now_ms)
     running_at: int | None = None
     finished_at: int | None = None
+
+    def adds_under_way(self, now: int | None = None) -> bool:
+        now = now_ms() if now is None else now
+        return any(expiry > now for expiry in self.adding.values())
 
     def note(self, event: str) -> None:
         """Record what happened to the job (a relaunch, a restart) with a UTC timestamp."""

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 import time
-from typing import Callable
+from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 from .endpoints import EndpointManager
@@ -19,6 +19,8 @@ from .store import Store
 from .store.files import Claim
 
 CHUNKS_PER_WRITE = 10
+# how long an add_files call may take before the job may end without it (see add_files)
+ADD_WINDOW_SECONDS = 60.0
 
 
 def new_chunk(job_id: str, ids: list[str], seq: int, workers: int, tag: str = "") -> Chunk:
@@ -45,6 +47,26 @@ class Scheduler:
     def submit(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
                job_id: str | None = None, on_scan: Callable[[int], None] | None = None) -> Job:
         """Record a job and its files, start its endpoints and workers; idempotent per job id."""
+        bot, source, dest, count = self._prepare(bot_name, input_uri, output_uri, workers, job_id)
+        job, created = self._create(Job(job_id=job_id or new_job_id(bot.name), bot=bot.name, input_uri=source.uri,
+                                        output_uri=dest.uri, workers_requested=count))
+        if job.accepting:
+            raise ConfigError(f"job {job.job_id!r} is a long-running job that takes files as they come; "
+                              "choose another --job-id", field="--job-id")
+        if job.status == JobStatus.SCANNING:
+            self.scan(job, bot, source, dest, on_scan=on_scan)
+            job = self.store.jobs.get(job.job_id)
+        if job.status.terminal:
+            return job
+        if job.total == 0:
+            return self.store.jobs.finalize(job.job_id)
+        if not created and self.alive_workers(job):
+            return job  # already being worked: a resubmit adds nothing
+        return self._start(job, bot, count)
+
+    def _prepare(self, bot_name: str, input_uri: str, output_uri: str, workers: int | None,
+                 job_id: str | None) -> tuple[BotConfig, S3Location, S3Location, int]:
+        """Check a job's arguments before anything is stored: the bot, the URIs, the buckets, the backends."""
         bot = self.store.bots.get(bot_name)
         source = parse_uri(input_uri, field="--input")
         dest = parse_uri(output_uri, field="--output")
@@ -56,27 +78,96 @@ class Scheduler:
         self.endpoints.check(bot)
         self.storage.check_bucket(source.bucket, field="--input")
         self.storage.check_bucket(dest.bucket, field="--output")
-        count = workers or self.settings.workers
+        return bot, source, dest, workers or self.settings.workers
 
-        job, created = self.store.jobs.create(Job(
-            job_id=job_id or new_job_id(bot.name), bot=bot.name, input_uri=source.uri, output_uri=dest.uri,
-            workers_requested=count,
-        ))
-        if not created and (job.bot, job.input_uri, job.output_uri) != (bot.name, source.uri, dest.uri):
+    def _create(self, job: Job) -> tuple[Job, bool]:
+        """Record the job; an existing job of that id is returned when it is the same bot over the same prefixes."""
+        stored, created = self.store.jobs.create(job)
+        if not created and (stored.bot, stored.input_uri, stored.output_uri) != (job.bot, job.input_uri, job.output_uri):
             raise ConfigError(
-                f"job {job.job_id!r} exists with bot {job.bot!r}, input {job.input_uri}, output {job.output_uri}; "
-                "choose another --job-id", field="--job-id",
+                f"job {stored.job_id!r} exists with bot {stored.bot!r}, input {stored.input_uri}, output "
+                f"{stored.output_uri}; choose another --job-id", field="--job-id",
             )
-        if job.status == JobStatus.SCANNING:
-            self.scan(job, bot, source, dest, on_scan=on_scan)
-            job = self.store.jobs.get(job.job_id)
-        if job.status.terminal:
+        return stored, created
+
+    # --- long-running jobs ----------------------------------------------------------------------
+
+    def open(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
+             job_id: str | None = None) -> Job:
+        """Start a long-running job: no scan; files come through add_files until close. Idempotent per job id.
+
+        Its workers stay up while it has no work, so a new file is picked up within a poll interval.
+        """
+        bot, source, dest, count = self._prepare(bot_name, input_uri, output_uri, workers, job_id)
+        job, created = self._create(Job(job_id=job_id or new_job_id(bot.name), bot=bot.name, input_uri=source.uri,
+                                        output_uri=dest.uri, workers_requested=count, accepting=True,
+                                        status=JobStatus.RUNNING, running_at=now_ms()))
+        if not job.accepting:
+            raise ConfigError(f"job {job.job_id!r} exists and is not a long-running job; choose another id",
+                              field="--job-id")
+        if not job.status.terminal and (created or not self.alive_workers(job)):
+            job = self._start(job, bot, count)
+        return job
+
+    def add_files(self, job_id: str, objects: Iterable[tuple[str, int]]) -> list[str]:
+        """Record new files (key, size) of the job's input bucket in a long-running job; returns the keys that are new.
+
+        A key recorded before is not recorded again (file ids are deterministic). The job cannot
+        end while this writes: a token with an expiry on the job holds it open until the files
+        are counted, or until the token expires if this process dies half-way.
+        """
+        objects = list(objects)
+        if not objects:
+            return []
+        token = secrets.token_hex(6)
+        chunk_count = -(-len(objects) // self.settings.chunk_size)
+
+        def begin(job: Job) -> Job | None:
+            if not job.accepting or job.status.terminal:
+                raise ConfigError(f"job {job_id} no longer takes files (it is {job.status.value}"
+                                  f"{', closed' if not job.accepting else ''})", field="job")
+            job.adding = {t: e for t, e in job.adding.items() if e > now_ms()}
+            job.adding[token] = now_ms() + int(ADD_WINDOW_SECONDS * 1000)
+            job.chunks += chunk_count  # this call's chunk numbers, reserved
             return job
-        if job.total == 0:
-            return self.store.jobs.finalize(job.job_id)
-        if not created and self.alive_workers(job):
-            return job  # already being worked: a resubmit adds nothing
-        return self._start(job, bot, count)
+
+        job = self.store.jobs.get(job_id)
+        source = parse_uri(job.input_uri, field="input")
+        outside = next((key for key, _ in objects if not key.startswith(source.prefix)), None)
+        if outside is not None:
+            raise ConfigError(f"{outside!r} is not under the job's input {source.uri}", field="key")
+        job = self.store.jobs.change(job_id, begin)
+        bot = self.store.bots.get(job.bot)
+        first_seq = job.chunks - chunk_count
+        pending = [
+            self._chunk(job, bot, source.bucket, first_seq + i, objects[i * self.settings.chunk_size:(i + 1) * self.settings.chunk_size])
+            for i in range(chunk_count)
+        ]
+        created = self._record(pending)
+        new_ids = set(created)
+        new_keys = [key for key, _ in objects if FileTask.doc_id(job_id, source.bucket, key) in new_ids]
+
+        def counted(current: Job) -> Job:
+            current.adding.pop(token, None)
+            current.total += len(new_keys)
+            return current
+
+        self.store.jobs.change(job_id, counted)
+        return new_keys
+
+    def close(self, job_id: str) -> Job:
+        """Stop a long-running job taking files; it ends once the files it has are worked."""
+        def closed(job: Job) -> Job | None:
+            if not job.accepting:
+                return None
+            job.accepting = False
+            job.note("closed: takes no more files")
+            return job
+
+        self.store.jobs.change(job_id, closed)
+        return self.settle(job_id)
+
+    # --- scan -----------------------------------------------------------------------------------
 
     def scan(self, job: Job, bot: BotConfig, source: S3Location, dest: S3Location,
              on_scan: Callable[[int], None] | None = None) -> int:
@@ -129,9 +220,10 @@ class Scheduler:
                           batch_id=chunk.batch_id, size=size) for key, size in batch]
         return chunk, files
 
-    def _record(self, pending: list[tuple[Chunk, list[FileTask]]]) -> None:
+    def _record(self, pending: list[tuple[Chunk, list[FileTask]]]) -> list[str]:
+        """Write chunks, then their files; returns the ids of the files that are new."""
         if not pending:
-            return
+            return []
         new_chunks = self.store.chunks.record(chunk for chunk, _ in pending)
         created = set(self.store.files.record(task for _, files in pending for task in files))
         for chunk, files in pending:
@@ -141,6 +233,7 @@ class Scheduler:
                 # every file it lists was recorded earlier, in other chunks: nothing is left for it to do.
                 # (A racing submitter may have written this chunk's own files first: then it keeps them.)
                 self.store.chunks.close(chunk, *written)
+        return list(created)
 
     # --- workers ------------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ class Supervisor:
         alive = [w for w in job.workers.values() if w.state in LIVE]
         dead = [w for w in ended if w.state != WorkerState.EXITED]
         if dead or not alive:
-            if self.store.chunks.unfinished(job_id) == 0:
+            if not job.accepting and self.store.chunks.unfinished(job_id) == 0:
                 return self.scheduler.settle(job_id)
             job = self._replace(job, dead or list(job.workers.values())[-1:], alive)
             if job.status.terminal:

@@ -34,6 +34,7 @@ def progress_line(job: Job) -> dict[str, Any]:
         "rate_per_second": round(rate, 2),
         "eta_seconds": round(remaining / rate, 1) if rate and not job.status.terminal else None,
         "elapsed_seconds": round(elapsed, 1),
+        "accepting": job.accepting,
         "error": job.error or None,
     }
 
@@ -153,6 +154,23 @@ def cancel(obj: Context, job_id: str, as_json: bool) -> None:
         emit_json({"job_id": job.job_id, "status": job.status.value, "counts": job.counts})
     else:
         click.echo(f"job {job.job_id} {job.status.value}: {json.dumps(job.counts)}")
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handled
+def close(obj: Context, job_id: str, as_json: bool) -> None:
+    """Stop a long-running job (watch, the image API) taking new files; it ends once the files it has are done.
+
+    Example: spotbot close images-20261201-120000-ab12
+    """
+    job = obj.scheduler().close(job_id)
+    if as_json:
+        emit_json({"job_id": job.job_id, "status": job.status.value, "accepting": job.accepting})
+    else:
+        click.echo(f"job {job.job_id} {job.status.value}, takes no more files")
 
 
 @main.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MAPPING_VERSION = 1
+MAPPING_VERSION = 2  # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs)
 
 KEYWORD = {"type": "keyword"}
 MILLIS = {"type": "date", "format": "epoch_millis"}
@@ -37,6 +37,9 @@ MAPPINGS: dict[str, dict] = {
         "error": {"type": "text"},
         "events": {"type": "text", "index": False},
         "retries": INT,
+        "accepting": {"type": "boolean"},
+        "adding": STORED,
+        "cursor": STORED,
         "created_at": MILLIS,
         "running_at": MILLIS,
         "finished_at": MILLIS,

@@ -73,11 +73,18 @@ class JobStore(DocumentStore):
 
     def finalize(self, job_id: str) -> Job:
         """End the job exactly once, with counts from its files; a no-op when it has ended."""
+        job = self.get(job_id)
+        if job.status.terminal or job.status == JobStatus.SCANNING or job.accepting or job.adds_under_way():
+            return job  # cheap answer first: idle workers of a long-running job ask this every poll
         counts = self.counts(job_id)
 
         def end(job: Job) -> Job | None:
             if job.status.terminal or job.status == JobStatus.SCANNING:
                 return None
+            if job.accepting or job.adds_under_way():
+                return None  # a long-running job ends only once closed, and no add may still be writing
+            # an adder that died between recording its files and counting them leaves total short
+            job.total = max(job.total, sum(counts.values()))
             if counts[FileStatus.ERROR.value]:
                 job.status = JobStatus.COMPLETED_WITH_ERRORS
             else:
