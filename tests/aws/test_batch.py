@@ -275,6 +275,8 @@ def test_what_batch_cannot_run_is_refused_before_anything_is_recorded(batch_sett
         BatchLauncher(batch_settings).check(bot.model_copy(update={"bot_image": "python:task.py"}))
     with pytest.raises(ConfigError, match="SPOTBOT_BATCH_SUBNETS"):
         BatchLauncher(batch_settings.model_copy(update={"batch_subnets": ""})).check(bot)
+    with pytest.raises(ConfigError, match="SPOTBOT_AWS_ENDPOINT_URLS.*'batch:nowhere'"):
+        BatchLauncher(batch_settings.model_copy(update={"aws_endpoint_urls": "batch:nowhere"}))
     real_aws = batch_settings.model_copy(update={"aws_endpoint_urls": ""})
     with pytest.raises(ConfigError, match="SPOTBOT_ES_URL.*cannot reach"):
         BatchLauncher(real_aws).check(bot)
