@@ -94,12 +94,12 @@ class EndpointManager:
                 return self._start(spec, *reserved)
             endpoint, seq_no, primary_term = found
             owner = self.backend(endpoint.backend)
-            healthy = owner.healthy(endpoint)
-            if endpoint.status == EndpointStatus.IN_SERVICE and healthy:
-                return endpoint
             if endpoint.status == EndpointStatus.CREATING and now_ms() - endpoint.updated_at < self._creating_grace_ms():
                 time.sleep(0.5)  # another process is creating it: wait for its result
                 continue
+            healthy = owner.healthy(endpoint)
+            if endpoint.status == EndpointStatus.IN_SERVICE and healthy:
+                return endpoint
             # recorded but gone (a stopped local process, a failed creation): start it again in its place.
             # What still answers is left alone (a SageMaker endpoint that came up after a timed-out wait):
             # start() then finds and reuses it, so an endpoint that exists is never recreated.
