@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from .. import aws
 from ..errors import ConfigError, LaunchError, UnsupportedReference
-from ..models import BotConfig, Worker, WorkerState
+from ..models import BotConfig, Worker, WorkerState, now_ms
 from ..settings import Settings, env_name
 from . import WorkerSpec
 
@@ -52,6 +52,7 @@ STATES = {
     "SUCCEEDED": WorkerState.EXITED, "FAILED": WorkerState.FAILED,
 }
 STUCK_SECONDS = 600.0
+UNKNOWN_GRACE_SECONDS = 120.0
 WAIT_SECONDS = 300.0
 JOB_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -159,7 +160,8 @@ class BatchLauncher:
     def poll(self, worker: Worker) -> tuple[WorkerState, int | None]:
         job = self._job(worker.id)
         if job is None:
-            return WorkerState.LOST, None
+            # DescribeJobs may not show a job submitted a moment ago: only a job long unknown is lost
+            return (WorkerState.STARTING if self._young(worker) else WorkerState.LOST), None
         state = STATES.get(job["status"], WorkerState.STARTING)
         if state == WorkerState.EXITED:
             return state, 0
@@ -171,7 +173,7 @@ class BatchLauncher:
         """Batch's word on a worker that waits to start (stuck RUNNABLE) or that ended; '' when there is none."""
         job = self._job(worker.id)
         if job is None:
-            return f"Batch no longer knows job {worker.id}"
+            return "" if self._young(worker) else f"Batch does not know job {worker.id} (any more)"
         status, reason = job["status"], job.get("statusReason", "")
         if status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING"):
             if reason:
@@ -392,6 +394,10 @@ class BatchLauncher:
             # an ended job does not change again: stop asking about it after this answer
             self._watched -= {jid for jid, job in described.items() if job["status"] in ("SUCCEEDED", "FAILED")}
         return self._described.get(job_id)
+
+    @staticmethod
+    def _young(worker: Worker) -> bool:
+        return now_ms() - worker.started_at < UNKNOWN_GRACE_SECONDS * 1000
 
     @staticmethod
     def _log_stream(job: dict) -> str:

@@ -21,7 +21,7 @@ from framework.bot import WorkerEnv
 from framework.errors import ConfigError, LaunchError, UnsupportedReference
 from framework.launchers import WorkerSpec
 from framework.launchers.batch import BatchLauncher
-from framework.models import BotConfig, FileStatus, JobStatus, WorkerState
+from framework.models import BotConfig, FileStatus, JobStatus, Worker, WorkerState, now_ms
 from framework.scheduler import Scheduler
 from framework.supervisor import Supervisor
 
@@ -218,6 +218,13 @@ def test_the_supervisor_reads_batch_states(batch_settings, store, storage, bucke
     assert shown.returncode == 0, shown.stderr
     states = {w["id"]: w["state"] for w in json.loads(shown.stdout)["workers"]}
     assert (states[stuck], states[running], states[lost]) == ("STARTING", "RUNNING", "FAILED")
+
+    # a job DescribeJobs does not show is starting while it is young (just submitted), lost when old
+    ghost = Worker(id="no-such-job", job_id=job.job_id, batch_id=0, backend="batch")
+    assert scheduler.launcher.poll(ghost) == (WorkerState.STARTING, None)
+    assert scheduler.launcher.status_reason(ghost) == ""
+    old = ghost.model_copy(update={"started_at": now_ms() - 3_600_000})
+    assert scheduler.launcher.poll(old) == (WorkerState.LOST, None)
 
 
 def test_worker_logs_come_from_cloudwatch_logs(batch_settings, store, storage, bucket, aws):
