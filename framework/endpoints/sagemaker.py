@@ -30,6 +30,7 @@ GONE = {"Failed", "OutOfService"}
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PROGRESS_SECONDS = 30.0
 LONGEST_POLL = 15.0
+NEW_ENDPOINT_GRACE = 30.0
 # invoke errors worth trying again (SageMaker's and the model's own 5xx / 429 behind ModelError)
 TRANSIENT_INVOKE = {"ServiceUnavailable", "InternalFailure", "ThrottlingException", "ModelNotReadyException",
                     "InternalDependencyException"}
@@ -174,7 +175,8 @@ class SageMakerEndpoints:
             status = description.get("EndpointStatus")
             if status in SERVING:
                 return description
-            if status is None:
+            # a moment after its creation an endpoint may not show yet
+            if status is None and time.monotonic() - started > NEW_ENDPOINT_GRACE:
                 raise EndpointError(f"endpoint {name!r} disappeared from SageMaker while it was being created",
                                     name=name)
             if status in GONE:
