@@ -53,8 +53,13 @@ class WorkerEnv(BaseModel):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "WorkerEnv":
         values = {name: environ[name] for name in cls.model_fields if name in environ and environ[name] != ""}
+        # a child of an AWS Batch array job learns its batch from its index and its id from Batch's job id
+        if "batch_id" not in values and environ.get("AWS_BATCH_JOB_ARRAY_INDEX"):
+            values["batch_id"] = environ["AWS_BATCH_JOB_ARRAY_INDEX"]
         if environ.get("SPOTBOT_WORKER_ID"):
             values["worker_id"] = environ["SPOTBOT_WORKER_ID"]
+        elif environ.get("AWS_BATCH_JOB_ID"):
+            values["worker_id"] = environ["AWS_BATCH_JOB_ID"]
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

@@ -60,6 +60,12 @@ class EndpointError(SpotbotError):
     exit_code = 7
 
 
+class InUse(SpotbotError):
+    """The thing is in use by a running job; the message says how to free it."""
+
+    exit_code = 2
+
+
 class LaunchError(SpotbotError):
     """A bot worker could not be launched."""
 

@@ -253,7 +253,8 @@ class Scheduler:
         ]
         for spec in specs:
             spec.environment = self.worker_environment(job, bot, spec)
-        started = [self.launcher.launch(spec) for spec in specs]
+        launch_many = getattr(self.launcher, "launch_many", None)  # one request for them all (a Batch array job)
+        started = launch_many(specs) if launch_many else [self.launcher.launch(spec) for spec in specs]
         return self.record_workers(job.job_id, started)
 
     def relaunch(self, job: Job, bot: BotConfig, worker: Worker, reason: str) -> Worker:

@@ -44,6 +44,24 @@ class Settings(BaseModel):
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
     retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
     endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")
+    # --- AWS (issue 4): SageMaker endpoints, workers on AWS Batch (Spot); deploy/aws/ creates what they name ---
+    sagemaker_role_arn: str = Field("", description="IAM role SageMaker runs endpoint containers with (ExecutionRoleArn)")
+    sagemaker_instance_count: int = Field(1, ge=1, le=100, description="instances behind each SageMaker endpoint")
+    sagemaker_variant: str = Field("AllTraffic", description="production variant name of the SageMaker endpoints spotbot creates")
+    sagemaker_start_timeout: float = Field(1800.0, gt=0, description="seconds a SageMaker endpoint may take to reach InService")
+    batch_job_queue: str = Field("", description="AWS Batch job queue for workers (empty: spotbot creates a Spot compute environment and queue)")
+    batch_name: str = Field("spotbot", description="name prefix of the Batch compute environment, queue and job definitions spotbot creates")
+    batch_min_vcpus: int = Field(0, ge=0, description="vCPUs the Spot compute environment keeps when idle")
+    batch_max_vcpus: int = Field(64, ge=1, description="vCPUs the Spot compute environment may grow to")
+    batch_instance_types: str = Field("optimal", description="comma-separated EC2 instance types (or families) of the compute environment")
+    batch_subnets: str = Field("", description="comma-separated subnet ids of the compute environment (need a route to the internet or VPC endpoints)")
+    batch_security_groups: str = Field("", description="comma-separated security group ids of the compute environment")
+    batch_instance_role: str = Field("", description="instance profile (name or ARN) of the compute environment's EC2 instances")
+    batch_service_role: str = Field("", description="Batch service role ARN (empty: the AWSServiceRoleForBatch service-linked role)")
+    batch_job_role_arn: str = Field("", description="IAM role worker containers run as (their S3, OpenSearch and SageMaker access)")
+    batch_vcpus: int = Field(1, ge=1, le=256, description="vCPUs per Batch worker")
+    batch_memory: int = Field(2048, ge=128, description="memory (MiB) per Batch worker")
+    aws_endpoint_urls: str = Field("", description="service=url pairs, comma-separated, sending sagemaker, sagemaker-runtime, batch, ecr or logs calls elsewhere (tests)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

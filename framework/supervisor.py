@@ -42,6 +42,10 @@ class Supervisor:
         if job.status != JobStatus.RUNNING:
             return job
         ended = self._ended_workers(job)
+        waiting = self._waiting_workers(job)
+        if waiting:
+            job = self.scheduler.record_workers(job_id, waiting, note="; ".join(
+                f"worker {w.id} waits to start: {w.reason}" for w in waiting))
         if ended:
             job = self.scheduler.record_workers(job_id, ended)
             bad = [w for w in ended if w.exit_code == TaskError.exit_code]
@@ -67,8 +71,25 @@ class Supervisor:
             state, code = self.scheduler.launcher.poll(worker)
             if state not in LIVE:
                 reason = "exited" if code == 0 else (f"exit code {code}" if code is not None else "process gone")
+                status_reason = getattr(self.scheduler.launcher, "status_reason", None)
+                if code != 0 and status_reason:
+                    reason = status_reason(worker) or reason  # e.g. Batch: "Host EC2 ... terminated"
                 ended.append(worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(), "reason": reason}))
         return ended
+
+    def _waiting_workers(self, job: Job) -> list[Worker]:
+        """Workers that have not started yet with a new reason from their launcher (a Batch job stuck RUNNABLE)."""
+        status_reason = getattr(self.scheduler.launcher, "status_reason", None)
+        if status_reason is None:
+            return []
+        changed = []
+        for worker in job.workers.values():
+            if worker.state not in LIVE or self.scheduler.launcher.poll(worker)[0] != WorkerState.STARTING:
+                continue
+            reason = status_reason(worker)
+            if reason and reason != worker.reason:
+                changed.append(worker.model_copy(update={"reason": reason}))
+        return changed
 
     def _replace(self, job: Job, gone: list[Worker], alive: list[Worker]) -> Job:
         bot = self.store.bots.get(job.bot)

@@ -6,11 +6,12 @@ import logging
 import shutil
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import ConfigError, EndpointError, NotFound, SpotbotError
-from ..models import BotConfig, Endpoint, EndpointSpec, EndpointStatus, now_ms
+from ..errors import ConfigError, EndpointError, InUse, NotFound, SpotbotError
+from ..models import BotConfig, Endpoint, EndpointSpec, EndpointStatus, JobStatus, now_ms
 from ..retry import retrying
 from ..settings import Settings
 from ..storage import Storage
@@ -20,7 +21,12 @@ log = logging.getLogger("spotbot.endpoints")
 
 
 class EndpointBackend(Protocol):
-    """What a way of running endpoints provides; one file per backend."""
+    """What a way of running endpoints provides; one file per backend.
+
+    Optional attributes: `unpacks_model` (False when the service fetches model_s3_path itself:
+    start() then gets no model_dir) and `start_timeout` (seconds start() may take, when not
+    SPOTBOT_ENDPOINT_START_TIMEOUT).
+    """
 
     name: str
 
@@ -36,7 +42,12 @@ def backend(name: str, settings: Settings) -> EndpointBackend:
         from .process import ProcessEndpoints
 
         return ProcessEndpoints(settings)
-    raise ConfigError(f"unknown endpoint backend {name!r}; this version has: process", field="SPOTBOT_ENDPOINT_BACKEND")
+    if name == "sagemaker":
+        from .sagemaker import SageMakerEndpoints
+
+        return SageMakerEndpoints(settings)
+    raise ConfigError(f"unknown endpoint backend {name!r}; this version has: process, sagemaker",
+                      field="SPOTBOT_ENDPOINT_BACKEND")
 
 
 class EndpointManager:
@@ -58,8 +69,19 @@ class EndpointManager:
             self.backend().check(spec.image)
 
     def ensure(self, bot: BotConfig) -> list[Endpoint]:
-        """Every endpoint of the bot, answering: reused when healthy, created when missing."""
-        return [self.ensure_one(spec) for spec in bot.endpoints()]
+        """Every endpoint of the bot, answering: reused when healthy, created when missing, all at once.
+
+        Every creation runs to its end before the first failure is raised, so none is left half-made.
+        """
+        specs = bot.endpoints()
+        if len(specs) < 2:
+            return [self.ensure_one(spec) for spec in specs]
+        self.backend()  # built once, before the threads share it
+        with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="endpoint") as pool:
+            futures = [pool.submit(self.ensure_one, spec) for spec in specs]
+        for future in futures:
+            future.result()  # raises the first failure, in the bot's order
+        return [future.result() for future in futures]
 
     def ensure_one(self, spec: EndpointSpec) -> Endpoint:
         deadline = time.monotonic() + self.settings.endpoint_start_timeout + 30
@@ -72,13 +94,17 @@ class EndpointManager:
                 return self._start(spec, *reserved)
             endpoint, seq_no, primary_term = found
             owner = self.backend(endpoint.backend)
-            if endpoint.status == EndpointStatus.IN_SERVICE and owner.healthy(endpoint):
-                return endpoint
             if endpoint.status == EndpointStatus.CREATING and now_ms() - endpoint.updated_at < self._creating_grace_ms():
                 time.sleep(0.5)  # another process is creating it: wait for its result
                 continue
-            # recorded but gone (a stopped local process, a failed creation): start it again in its place
-            owner.stop(endpoint)
+            healthy = owner.healthy(endpoint)
+            if endpoint.status == EndpointStatus.IN_SERVICE and healthy:
+                return endpoint
+            # recorded but gone (a stopped local process, a failed creation): start it again in its place.
+            # What still answers is left alone (a SageMaker endpoint that came up after a timed-out wait):
+            # start() then finds and reuses it, so an endpoint that exists is never recreated.
+            if not healthy:
+                owner.stop(endpoint)
             replaced = self.store.endpoints.replace(self._creating(spec), seq_no, primary_term)
             if replaced is None:
                 continue
@@ -86,15 +112,18 @@ class EndpointManager:
         raise EndpointError(f"endpoint {spec.name!r} was still being created by another process; try again", name=spec.name)
 
     def _creating_grace_ms(self) -> int:
-        return int((self.settings.endpoint_start_timeout + 30) * 1000)
+        start_timeout = getattr(self.backend(), "start_timeout", self.settings.endpoint_start_timeout)
+        return int((start_timeout + 30) * 1000)
 
     def _creating(self, spec: EndpointSpec) -> Endpoint:
         return Endpoint(name=spec.name, backend=self.settings.endpoint_backend, image=spec.image,
                         model_s3_path=spec.model_s3_path, status=EndpointStatus.CREATING)
 
     def _start(self, spec: EndpointSpec, seq_no: int, primary_term: int) -> Endpoint:
+        backend = self.backend()
         try:
-            endpoint = self.backend().start(spec, self._model_dir(spec))
+            model_dir = self._model_dir(spec) if getattr(backend, "unpacks_model", True) else None
+            endpoint = backend.start(spec, model_dir)
         except Exception as exc:
             failed = self._creating(spec)
             failed.status, failed.error = EndpointStatus.FAILED, str(exc)[:4000]
@@ -131,12 +160,37 @@ class EndpointManager:
             out.append((endpoint, healthy))
         return out
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, force: bool = False) -> None:
+        """Stop (for SageMaker: delete endpoint, config and model) and forget an endpoint.
+
+        Refused while a job that is not over runs a bot calling it, unless forced: its workers
+        would fail every file they have left.
+        """
         found = self.store.endpoints.get(name)
         if found is None:
             raise NotFound(f"no endpoint named {name!r}; `spotbot endpoints list` shows them", name=name)
+        users = self.users(name)
+        if users and not force:
+            raise InUse(f"endpoint {name!r} is used by job(s) {', '.join(users)} that are still running: cancel them "
+                        "first (`spotbot cancel JOB`) or pass --force", name=name, jobs=users)
         self.backend(found[0].backend).stop(found[0])
         self.store.endpoints.delete(name)
+
+    def users(self, name: str) -> list[str]:
+        """Ids of the jobs not yet over whose bot calls the endpoint."""
+        bots: dict[str, bool] = {}
+        users = []
+        for job in self.store.jobs.list():
+            if job.status not in (JobStatus.SCANNING, JobStatus.RUNNING):
+                continue
+            if job.bot not in bots:
+                try:
+                    bots[job.bot] = any(spec.name == name for spec in self.store.bots.get(job.bot).endpoints())
+                except NotFound:
+                    bots[job.bot] = False
+            if bots[job.bot]:
+                users.append(job.job_id)
+        return users
 
 
 class EndpointClient:

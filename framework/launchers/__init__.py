@@ -22,6 +22,10 @@ class WorkerSpec:
 
 
 class Launcher(Protocol):
+    """Optional hooks: `launch_many(specs) -> list[Worker]` starts a job's workers in one go (the
+    scheduler uses it when present: an AWS Batch array job), and `status_reason(worker) -> str`
+    says why a worker waits to start or why it ended (the supervisor records it on the job)."""
+
     name: str
 
     def check(self, bot: BotConfig) -> None:
@@ -46,4 +50,8 @@ def launcher(settings: Settings) -> Launcher:
         from .process import ProcessLauncher
 
         return ProcessLauncher(settings)
-    raise ConfigError(f"unknown launcher {settings.launcher!r}; this version has: process", field="SPOTBOT_LAUNCHER")
+    if settings.launcher == "batch":
+        from .batch import BatchLauncher
+
+        return BatchLauncher(settings)
+    raise ConfigError(f"unknown launcher {settings.launcher!r}; this version has: process, batch", field="SPOTBOT_LAUNCHER")
