@@ -29,8 +29,9 @@ def start_slow_job(settings, storage, bucket, tmp_path, files: dict, workers: in
 
 
 def test_killing_two_workers_mid_job_loses_nothing(settings, store, storage, bucket, tmp_path):
-    # Given 30 slow files and three workers under --wait
-    files = slow_files(30)
+    # Given 48 slow files and three workers under --wait (about 6 s of work: enough for two kills to land
+    # mid-job even when each CLI call that finds a worker takes a second or two on a loaded machine)
+    files = slow_files(48, 0.4)
     started = time.monotonic()
     job, log = start_slow_job(settings, storage, bucket, tmp_path, files, 3, 4, SPOTBOT_LEASE_SECONDS="3")
 
@@ -131,7 +132,7 @@ def test_failing_and_hanging_endpoint(settings, store, storage, bucket, tmp_path
 
 
 def test_killed_endpoint_is_restarted_and_the_job_finishes(settings, store, storage, bucket, tmp_path):
-    files = slow_files(20, 0.15)
+    files = slow_files(30, 0.3)  # about 4.5 s of work for two workers: the kill lands mid-job
     job, log = start_slow_job(settings, storage, bucket, tmp_path, files, 2, 3)
     before = json.loads(spotbot(settings, "endpoints", "list", "--json").stdout)[0]
     os.killpg(before["pid"], signal.SIGKILL)
@@ -163,9 +164,9 @@ def test_two_submits_of_one_job_id_at_once(settings, store, storage, bucket, tmp
 
 
 def test_cancel_mid_job_then_retry(settings, store, storage, bucket, tmp_path):
-    # Given a slow job under way
+    # Given a slow job under way (about 8 s of work for two workers, so the cancel lands mid-job on a loaded machine)
     register_echo(settings)
-    files = slow_files(30, 0.2)
+    files = slow_files(40, 0.4)
     upload(storage, bucket, files)
     log = tmp_path / "calls.jsonl"
     env = cli_env(settings, ECHO_CALLS_LOG=str(log), SPOTBOT_FLUSH_SECONDS="0.5")
