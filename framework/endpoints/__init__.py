@@ -36,7 +36,11 @@ def backend(name: str, settings: Settings) -> EndpointBackend:
         from .process import ProcessEndpoints
 
         return ProcessEndpoints(settings)
-    raise ConfigError(f"unknown endpoint backend {name!r}; this version has: process", field="SPOTBOT_ENDPOINT_BACKEND")
+    if name == "docker":
+        from .docker import DockerEndpoints
+
+        return DockerEndpoints(settings)
+    raise ConfigError(f"unknown endpoint backend {name!r}; this version has: process, docker", field="SPOTBOT_ENDPOINT_BACKEND")
 
 
 class EndpointManager:
