@@ -18,6 +18,8 @@ from .scheduler import Scheduler
 
 ENDPOINT_CHECK_SECONDS = 5.0
 LIVE = (WorkerState.STARTING, WorkerState.RUNNING)
+DONE = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)  # every file worked: no worker has anything left
+EXIT_GRACE_SECONDS = 2.0
 
 
 class Supervisor:
@@ -39,8 +41,14 @@ class Supervisor:
     def step(self, job_id: str) -> Job:
         """One look at a job: act on what changed, return the job as it is now."""
         job = self.store.jobs.get(job_id)
-        if job.status != JobStatus.RUNNING:
-            return job
+        if job.status == JobStatus.RUNNING:
+            job = self._look(job)
+        if job.status in DONE:
+            job = self._end_workers(job)
+        return job
+
+    def _look(self, job: Job) -> Job:
+        job_id = job.job_id
         ended = self._ended_workers(job)
         if ended:
             job = self.scheduler.record_workers(job_id, ended)
@@ -66,9 +74,47 @@ class Supervisor:
                 continue
             state, code = self.scheduler.launcher.poll(worker)
             if state not in LIVE:
-                reason = "exited" if code == 0 else (f"exit code {code}" if code is not None else "process gone")
-                ended.append(worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(), "reason": reason}))
+                ended.append(self._ended(worker, state, code))
         return ended
+
+    def _ended(self, worker: Worker, state: WorkerState, code: int | None) -> Worker:
+        """The worker's record once it ended, with why: its exit code and its last words (an OOM kill, an error)."""
+        if code == 0 and state == WorkerState.EXITED:
+            reason = "exited"
+        else:
+            words = self.scheduler.launcher.last_words(worker)[:300]
+            reason = f"{f'exit code {code}' if code is not None else 'process gone'} ({words})"
+        return worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(), "reason": reason})
+
+    def _end_workers(self, job: Job) -> Job:
+        """Once a job is done no worker has anything left to do: give them a moment to exit, stop the rest.
+
+        Looking at each worker until it has ended also lets its launcher clean up after it (the
+        docker launcher keeps a container's log and exit status, then removes the container).
+        """
+        launcher = self.scheduler.launcher
+        waiting = [w for w in job.workers.values() if w.backend == launcher.name]
+        ended: list[Worker] = []
+        deadline = time.monotonic() + EXIT_GRACE_SECONDS
+        while waiting:
+            live = []
+            for worker in waiting:
+                state, code = launcher.poll(worker)
+                if state in LIVE:
+                    live.append(worker)
+                elif worker.state in LIVE:
+                    ended.append(self._ended(worker, state, code))
+            waiting = live
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        for worker in waiting:
+            launcher.stop(worker)
+            state, code = launcher.poll(worker)
+            ended.append(worker.model_copy(update={
+                "state": WorkerState.EXITED, "exit_code": None if state in LIVE else code, "ended_at": now_ms(),
+                "reason": f"stopped: the job had ended {job.status.value}"}))
+        return self.scheduler.record_workers(job.job_id, ended) if ended else job
 
     def _replace(self, job: Job, gone: list[Worker], alive: list[Worker]) -> Job:
         bot = self.store.bots.get(job.bot)
