@@ -12,6 +12,7 @@ import time
 from typing import Iterator
 
 from .errors import SpotbotError, TaskError
+from .launchers import Launcher, launcher
 from .models import Job, JobStatus, Worker, WorkerState, now_ms
 from .retry import retrying
 from .scheduler import Scheduler
@@ -30,6 +31,13 @@ class Supervisor:
         self.relaunch_budget = relaunch_budget
         self._budgets: dict[str, int] = {}
         self._endpoints_checked: dict[str, float] = {}
+        self._launchers: dict[str, Launcher] = {scheduler.launcher.name: scheduler.launcher}
+
+    def launcher_of(self, worker: Worker) -> Launcher:
+        """The launcher that started the worker (which may not be the one SPOTBOT_LAUNCHER names now)."""
+        if worker.backend not in self._launchers:
+            self._launchers[worker.backend] = launcher(self.settings, worker.backend)
+        return self._launchers[worker.backend]
 
     def budget(self, job: Job) -> int:
         """Relaunches left: by default enough for each worker to die twice and a poison file to kill max_attempts more."""
@@ -55,7 +63,7 @@ class Supervisor:
             bad = [w for w in ended if w.exit_code == TaskError.exit_code]
             if bad:  # a task.py that cannot load fails the same way on every relaunch
                 return self.scheduler.fail(job_id, f"worker {bad[0].id} could not start its task: "
-                                                   f"{self.scheduler.launcher.last_words(bad[0])}")
+                                                   f"{self.launcher_of(bad[0]).last_words(bad[0])}")
         alive = [w for w in job.workers.values() if w.state in LIVE]
         dead = [w for w in ended if w.state != WorkerState.EXITED]
         if dead or not alive:
@@ -72,7 +80,7 @@ class Supervisor:
         for worker in job.workers.values():
             if worker.state not in LIVE:
                 continue
-            state, code = self.scheduler.launcher.poll(worker)
+            state, code = self.launcher_of(worker).poll(worker)
             if state not in LIVE:
                 ended.append(self._ended(worker, state, code))
         return ended
@@ -82,7 +90,7 @@ class Supervisor:
         if code == 0 and state == WorkerState.EXITED:
             reason = "exited"
         else:
-            words = self.scheduler.launcher.last_words(worker)[:300]
+            words = self.launcher_of(worker).last_words(worker)[:300]
             reason = f"{f'exit code {code}' if code is not None else 'process gone'} ({words})"
         return worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(), "reason": reason})
 
@@ -92,14 +100,13 @@ class Supervisor:
         Looking at each worker until it has ended also lets its launcher clean up after it (the
         docker launcher keeps a container's log and exit status, then removes the container).
         """
-        launcher = self.scheduler.launcher
-        waiting = [w for w in job.workers.values() if w.backend == launcher.name]
+        waiting = list(job.workers.values())
         ended: list[Worker] = []
         deadline = time.monotonic() + EXIT_GRACE_SECONDS
         while waiting:
             live = []
             for worker in waiting:
-                state, code = launcher.poll(worker)
+                state, code = self.launcher_of(worker).poll(worker)
                 if state in LIVE:
                     live.append(worker)
                 elif worker.state in LIVE:
@@ -109,8 +116,8 @@ class Supervisor:
                 break
             time.sleep(0.2)
         for worker in waiting:
-            launcher.stop(worker)
-            state, code = launcher.poll(worker)
+            self.launcher_of(worker).stop(worker)
+            state, code = self.launcher_of(worker).poll(worker)
             ended.append(worker.model_copy(update={
                 "state": WorkerState.EXITED, "exit_code": None if state in LIVE else code, "ended_at": now_ms(),
                 "reason": f"stopped: the job had ended {job.status.value}"}))
