@@ -51,7 +51,7 @@ class Settings(BaseModel):
     docker_endpoint_cpus: float = Field(0.0, ge=0, description="CPUs of each endpoint container (0: no limit)")
     docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
     docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
-    docker_keep: bool = Field(False, description="keep finished worker containers (docker ps -a) instead of removing them, for debugging")
+    docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
 
     @field_validator("docker_memory", "docker_endpoint_memory")
     @classmethod
