@@ -34,14 +34,21 @@ if [[ "$BASE_IMAGE" == spotbot-base:local ]]; then
 fi
 
 build() {  # build DOCKERFILE IMAGE
-    local t=$SECONDS out
+    local t=$SECONDS out old
     out="$(mktemp)"
+    old="$(docker image inspect --format '{{.Id}}' "$2" 2>/dev/null || true)"
     if ! docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -f "$1" -t "$2" "$ROOT" >"$out" 2>&1; then
         tail -n 40 "$out" >&2; rm -f "$out"
         die "docker build of $2 from ${1#"$ROOT"/} failed (last lines above)"
     fi
     rm -f "$out"
+    drop_superseded "$old"
     log "$2: $((SECONDS - t))s"
+}
+
+drop_superseded() {  # drop_superseded IMAGE_ID: remove the image a tag pointed to before, once untagged and unused
+    [[ -n "$1" && "$(docker image inspect --format '{{len .RepoTags}}' "$1" 2>/dev/null || echo gone)" == 0 ]] || return 0
+    docker rmi "$1" >/dev/null 2>&1 || true
 }
 
 if [[ $# -gt 0 ]]; then bots=("$@"); else bots=(); for dir in "$ROOT"/bots/*/; do bots+=("$(basename "$dir")"); done; fi
@@ -53,10 +60,11 @@ for bot in "${bots[@]}"; do
     [[ -f "$dir/Dockerfile" || -f "$dir/endpoint.Dockerfile" ]] || log "bots/$bot has no Dockerfile: skipped"
 done
 if [[ $# -eq 0 ]]; then
-    t=$SECONDS out="$(mktemp)"
+    t=$SECONDS out="$(mktemp)" old="$(docker image inspect --format '{{.Id}}' "spotbot/byob-worker:$TAG" 2>/dev/null || true)"
     BASE_IMAGE="$BASE_IMAGE" "$ROOT/byob/bot_docker/build_and_push.sh" spotbot/byob-worker --tag "$TAG" --local >/dev/null 2>"$out" \
         || { tail -n 40 "$out" >&2; rm -f "$out"; die "the byob template's image failed to build (last lines above)"; }
     rm -f "$out"
+    drop_superseded "$old"
     log "spotbot/byob-worker:$TAG: $((SECONDS - t))s"
 fi
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^spotbot" >&2 || true
