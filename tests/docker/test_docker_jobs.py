@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import requests
-from docker_support import (OCR_ENDPOINT, OCR_WORKER, TASKS, background_submit, containers_of, engine,  # noqa: F401
+from docker_support import (OCR_ENDPOINT, TASKS, background_submit, containers_of, engine,  # noqa: F401
                             no_container_left, register_task_bot, settings)
 from faults.conftest import check_invariants, finish
 
