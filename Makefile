@@ -10,10 +10,11 @@ PORT     ?= 19201
 NODE_PORT_opensearch    := 19201
 NODE_PORT_elasticsearch := 19202
 # the real nodes run the store and end-to-end tests; the sample models' tests need no second and third pass,
-# nor do the AWS back ends' (their control planes are moto's whatever the store runs on)
-NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py --ignore=tests/aws
+# nor do the AWS back ends' (their control planes are moto's whatever the store runs on), nor the container
+# tests (they test the containers, not the store)
+NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py --ignore=tests/aws --ignore=tests/docker
 
-.PHONY: install demo test test-embedded test-opensearch test-elasticsearch es-node es-node-stop bench up down clean
+.PHONY: install demo test test-embedded test-opensearch test-elasticsearch es-node es-node-stop bench up down clean images
 
 install: $(STAMP)
 
@@ -46,6 +47,11 @@ es-node:
 
 es-node-stop:
 	deploy/es-node/es-node.sh stop all
+
+# container images without any registry: spotbot-base:local from a Debian root filesystem (cached),
+# then every bot's worker and endpoint image (bots/<bot>/Dockerfile, endpoint.Dockerfile) and the byob template's
+images:
+	deploy/docker/build-images.sh
 
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

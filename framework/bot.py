@@ -361,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Environment: " + ", ".join(WorkerEnv.model_fields) + ", plus SPOTBOT_* settings.")
         return 0 if argv else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("elastic_transport", "opensearch"):  # a line per request would drown the worker's own
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         main_task = load_task(argv[0])
         env = WorkerEnv.from_environ(os.environ)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -32,8 +33,8 @@ class Settings(BaseModel):
     s3_access_key: SecretStr | None = Field(None, description="S3 access key (default: the AWS credential chain)")
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (default: the AWS credential chain)")
     region: str = Field("us-east-1", description="AWS region of S3 and of the endpoints")
-    launcher: str = Field("process", description="how bot workers run: process")
-    endpoint_backend: str = Field("process", description="how model endpoints run: process")
+    launcher: str = Field("process", description="how bot workers run: process, docker or batch (AWS Batch)")
+    endpoint_backend: str = Field("process", description="how model endpoints run: process, docker or sagemaker")
     workers: int = Field(2, ge=1, le=1024, description="bot workers per job when --bots is not given")
     chunk_size: int = Field(100, ge=1, le=5000, description="files per chunk, the unit of work a worker claims")
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per file before it ends ERROR")
@@ -44,6 +45,31 @@ class Settings(BaseModel):
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
     retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
     endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")
+    # containers: the docker launcher and endpoint backend (framework/launchers/docker.py, framework/endpoints/docker.py)
+    docker_cpus: float = Field(1.0, ge=0, description="CPUs of each worker container (0: no limit)")
+    docker_memory: str = Field("1g", description="memory of each worker container, like 512m or 2g (0: no limit); a worker past it is OOM-killed")
+    docker_endpoint_cpus: float = Field(0.0, ge=0, description="CPUs of each endpoint container (0: no limit)")
+    docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
+    docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
+    docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
+
+    @field_validator("docker_memory", "docker_endpoint_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?", value.strip()):
+            raise ValueError(f"{value!r} is not an amount of memory like 512m or 2g")
+        return value.strip().lower()
+
+    @field_validator("docker_mounts")
+    @classmethod
+    def _mounts(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            host, _, rest = item.partition(":")
+            target, _, mode = rest.partition(":")
+            if not (host.startswith("/") and target.startswith("/")) or mode not in ("", "ro", "rw"):
+                raise ValueError(f"{item!r} is not /host/dir:/container/dir, optionally followed by :ro or :rw")
+        return value
+
     # --- AWS (issue 4): SageMaker endpoints, workers on AWS Batch (Spot); deploy/aws/ creates what they name ---
     sagemaker_role_arn: str = Field("", description="IAM role SageMaker runs endpoint containers with (ExecutionRoleArn)")
     sagemaker_instance_count: int = Field(1, ge=1, le=100, description="instances behind each SageMaker endpoint")
@@ -78,7 +104,7 @@ class Settings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0])
-            raise ConfigError(first["msg"], field=env_name(field)) from None
+            raise ConfigError(first["msg"].removeprefix("Value error, "), field=env_name(field)) from None
         return settings.with_local_stack()
 
     def with_local_stack(self) -> "Settings":

@@ -12,12 +12,15 @@ import time
 from typing import Iterator
 
 from .errors import SpotbotError, TaskError
+from .launchers import Launcher, launcher
 from .models import Job, JobStatus, Worker, WorkerState, now_ms
 from .retry import retrying
 from .scheduler import Scheduler
 
 ENDPOINT_CHECK_SECONDS = 5.0
 LIVE = (WorkerState.STARTING, WorkerState.RUNNING)
+DONE = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)  # every file worked: no worker has anything left
+EXIT_GRACE_SECONDS = 2.0
 
 
 class Supervisor:
@@ -28,6 +31,13 @@ class Supervisor:
         self.relaunch_budget = relaunch_budget
         self._budgets: dict[str, int] = {}
         self._endpoints_checked: dict[str, float] = {}
+        self._launchers: dict[str, Launcher] = {scheduler.launcher.name: scheduler.launcher}
+
+    def launcher_of(self, worker: Worker) -> Launcher:
+        """The launcher that started the worker (which may not be the one SPOTBOT_LAUNCHER names now)."""
+        if worker.backend not in self._launchers:
+            self._launchers[worker.backend] = launcher(self.settings, worker.backend)
+        return self._launchers[worker.backend]
 
     def budget(self, job: Job) -> int:
         """Relaunches left: by default enough for each worker to die twice and a poison file to kill max_attempts more."""
@@ -39,8 +49,14 @@ class Supervisor:
     def step(self, job_id: str) -> Job:
         """One look at a job: act on what changed, return the job as it is now."""
         job = self.store.jobs.get(job_id)
-        if job.status != JobStatus.RUNNING:
-            return job
+        if job.status == JobStatus.RUNNING:
+            job = self._look(job)
+        if job.status in DONE:
+            job = self._end_workers(job)
+        return job
+
+    def _look(self, job: Job) -> Job:
+        job_id = job.job_id
         ended = self._ended_workers(job)
         waiting = self._waiting_workers(job)
         if waiting:
@@ -51,7 +67,7 @@ class Supervisor:
             bad = [w for w in ended if w.exit_code == TaskError.exit_code]
             if bad:  # a task.py that cannot load fails the same way on every relaunch
                 return self.scheduler.fail(job_id, f"worker {bad[0].id} could not start its task: "
-                                                   f"{self.scheduler.launcher.last_words(bad[0])}")
+                                                   f"{self.launcher_of(bad[0]).last_words(bad[0])}")
         alive = [w for w in job.workers.values() if w.state in LIVE]
         dead = [w for w in ended if w.state != WorkerState.EXITED]
         if dead or not alive:
@@ -68,28 +84,69 @@ class Supervisor:
         for worker in job.workers.values():
             if worker.state not in LIVE:
                 continue
-            state, code = self.scheduler.launcher.poll(worker)
+            state, code = self.launcher_of(worker).poll(worker)
             if state not in LIVE:
-                reason = "exited" if code == 0 else (f"exit code {code}" if code is not None else "process gone")
-                status_reason = getattr(self.scheduler.launcher, "status_reason", None)
-                if code != 0 and status_reason:
-                    reason = status_reason(worker) or reason  # e.g. Batch: "Host EC2 ... terminated"
-                ended.append(worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(), "reason": reason}))
+                ended.append(self._ended(worker, state, code))
         return ended
+
+    def _ended(self, worker: Worker, state: WorkerState, code: int | None) -> Worker:
+        """The worker's record once it ended, with why: its exit code and its launcher's account of it.
+
+        That is the launcher's own reason where it has one (Batch: "Host EC2 ... terminated"), else
+        the worker's last words (an OOM kill, an error).
+        """
+        if code == 0 and state == WorkerState.EXITED:
+            reason = "exited"
+        else:
+            launcher_ = self.launcher_of(worker)
+            status_reason = getattr(launcher_, "status_reason", None)
+            words = (status_reason(worker) if status_reason else "") or launcher_.last_words(worker)
+            reason = f"{f'exit code {code}' if code is not None else 'process gone'} ({words[:300]})"
+        return worker.model_copy(update={"state": state, "exit_code": code, "ended_at": now_ms(), "reason": reason})
 
     def _waiting_workers(self, job: Job) -> list[Worker]:
         """Workers that have not started yet with a new reason from their launcher (a Batch job stuck RUNNABLE)."""
-        status_reason = getattr(self.scheduler.launcher, "status_reason", None)
-        if status_reason is None:
-            return []
         changed = []
         for worker in job.workers.values():
-            if worker.state not in LIVE or self.scheduler.launcher.poll(worker)[0] != WorkerState.STARTING:
+            if worker.state not in LIVE:
+                continue
+            launcher_ = self.launcher_of(worker)
+            status_reason = getattr(launcher_, "status_reason", None)
+            if status_reason is None or launcher_.poll(worker)[0] != WorkerState.STARTING:
                 continue
             reason = status_reason(worker)
             if reason and reason != worker.reason:
                 changed.append(worker.model_copy(update={"reason": reason}))
         return changed
+
+    def _end_workers(self, job: Job) -> Job:
+        """Once a job is done no worker has anything left to do: give them a moment to exit, stop the rest.
+
+        Looking at each worker until it has ended also lets its launcher clean up after it (the
+        docker launcher keeps a container's log and exit status, then removes the container).
+        """
+        waiting = list(job.workers.values())
+        ended: list[Worker] = []
+        deadline = time.monotonic() + EXIT_GRACE_SECONDS
+        while waiting:
+            live = []
+            for worker in waiting:
+                state, code = self.launcher_of(worker).poll(worker)
+                if state in LIVE:
+                    live.append(worker)
+                elif worker.state in LIVE:
+                    ended.append(self._ended(worker, state, code))
+            waiting = live
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        for worker in waiting:
+            self.launcher_of(worker).stop(worker)
+            state, code = self.launcher_of(worker).poll(worker)
+            ended.append(worker.model_copy(update={
+                "state": WorkerState.EXITED, "exit_code": None if state in LIVE else code, "ended_at": now_ms(),
+                "reason": f"stopped: the job had ended {job.status.value}"}))
+        return self.scheduler.record_workers(job.job_id, ended) if ended else job
 
     def _replace(self, job: Job, gone: list[Worker], alive: list[Worker]) -> Job:
         bot = self.store.bots.get(job.bot)

@@ -60,13 +60,16 @@ def main() -> int:
         expected = write_samples(Path(tmp))
         count = upload(Path(tmp), f"docs/{run}/")
     print(f"uploaded {count} files to s3://{BUCKET}/docs/{run}/", flush=True)
-    spotbot("bots", "register", str(HERE / "bot_config.json"), capture=True)
+    from framework.settings import Settings
+
+    # with SPOTBOT_LAUNCHER=docker the same bot runs from its images (`make images` builds them)
+    config = "bot_config.docker.json" if Settings.from_env().launcher == "docker" else "bot_config.json"
+    spotbot("bots", "register", str(HERE / config), capture=True)
     job_id = f"demo-{run}"
     spotbot("submit", "--bot", "doc_ocr", "--input", f"s3://{BUCKET}/docs/{run}/",
             "--output", f"s3://{BUCKET}/out/{run}/", "--bots", "2", "--job-id", job_id, "--wait")
     rows = [json.loads(line) for line in spotbot("results", job_id, capture=True).splitlines()]
 
-    from framework.settings import Settings
     from framework.storage import Storage, parse_uri
 
     storage = Storage(Settings.from_env())

@@ -1,6 +1,7 @@
 """The `spotbot` command: one module per group of subcommands, registered on `main` when imported."""
 
 from . import admin, bots, endpoints, jobs, local  # noqa: F401  (each registers its commands)
+from . import logs  # noqa: F401
 from .app import main
 
 __all__ = ["main"]

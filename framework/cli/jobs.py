@@ -46,12 +46,14 @@ def job_status(obj: Context, job_id: str) -> dict[str, Any]:
     if not job.status.terminal:
         job.counts = obj.store.jobs.counts(job_id)
     line = progress_line(job)
-    run = launcher(obj.settings)
+    launchers: dict = {}  # each worker is asked through the launcher that started it
     workers = []
     for worker in job.workers.values():
         state = worker.state
         if state in (WorkerState.STARTING, WorkerState.RUNNING):
-            state = run.poll(worker)[0]
+            if worker.backend not in launchers:
+                launchers[worker.backend] = launcher(obj.settings, worker.backend)
+            state = launchers[worker.backend].poll(worker)[0]
         workers.append({"id": worker.id, "batch_id": worker.batch_id, "state": state.value, "pid": worker.pid,
                         "exit_code": worker.exit_code, "backend": worker.backend})
     line["workers"] = workers

@@ -53,8 +53,8 @@ def local_down(obj: Context) -> None:
         try:
             manager = EndpointManager(obj.settings, obj.store)
             for endpoint, _ in manager.list():
-                if endpoint.backend == "process":
-                    manager.backend("process").stop(endpoint)
+                if endpoint.backend in ("process", "docker"):  # the local ones; a SageMaker endpoint stays
+                    manager.backend(endpoint.backend).stop(endpoint)
         except SpotbotError as exc:
             click.echo(f"warning: could not stop local endpoints: {exc}", err=True)
     stack.down()

@@ -42,11 +42,15 @@ def backend(name: str, settings: Settings) -> EndpointBackend:
         from .process import ProcessEndpoints
 
         return ProcessEndpoints(settings)
+    if name == "docker":
+        from .docker import DockerEndpoints
+
+        return DockerEndpoints(settings)
     if name == "sagemaker":
         from .sagemaker import SageMakerEndpoints
 
         return SageMakerEndpoints(settings)
-    raise ConfigError(f"unknown endpoint backend {name!r}; this version has: process, sagemaker",
+    raise ConfigError(f"unknown endpoint backend {name!r}; this version has: process, docker, sagemaker",
                       field="SPOTBOT_ENDPOINT_BACKEND")
 
 

@@ -3,7 +3,8 @@
 The module may define the SageMaker inference handler functions model_fn(model_dir),
 input_fn(body, content_type), predict_fn(data, model) and output_fn(prediction, accept);
 missing ones default to: no model, JSON in, JSON out. Run as
-`python -m framework.endpoints.serving --handler python:path/or.module --port 8080`.
+`python -m framework.endpoints.serving --handler python:path/or.module --port 8080`; in an endpoint
+image, as its ENTRYPOINT with the argument `serve` (what SageMaker and the docker backend run).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import os
 import sys
 import traceback
 from http import HTTPStatus
@@ -123,15 +125,26 @@ def make_server(handler: Handler, port: int, host: str = "127.0.0.1") -> Threadi
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", choices=["serve"],
+                        help="serve: run as a SageMaker serving container (`docker run <image> serve`): listen on "
+                             "0.0.0.0 and on $SAGEMAKER_BIND_TO_PORT (default 8080) unless --host/--port say otherwise")
     parser.add_argument("--handler", required=True, help="python:<file.py or module> with the handler functions")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--host")
     parser.add_argument("--model-dir", default="/opt/ml/model")
     args = parser.parse_args(argv)
+    if args.mode == "serve":
+        # SageMaker tells a container its port with SAGEMAKER_BIND_TO_PORT; on a host network (the docker
+        # endpoint backend) SPOTBOT_SERVE_HOST keeps it on 127.0.0.1, where 0.0.0.0 would open it to the LAN
+        port = args.port or int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or 8080)
+        host = args.host or os.environ.get("SPOTBOT_SERVE_HOST") or "0.0.0.0"
+    else:
+        port, host = args.port or 8080, args.host or "127.0.0.1"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("loading %s (model dir %s)", args.handler, args.model_dir)
     handler = Handler(load_reference(args.handler), args.model_dir)
-    server = make_server(handler, args.port, args.host)
-    log.info("serving %s on http://%s:%d", args.handler, args.host, args.port)
+    server = make_server(handler, port, host)
+    log.info("serving %s on http://%s:%d", args.handler, host, port)
     server.serve_forever()
 
 

@@ -45,13 +45,19 @@ class Launcher(Protocol):
         """The worker's output, line by line; with follow, keep going until the worker ends."""
 
 
-def launcher(settings: Settings) -> Launcher:
-    if settings.launcher == "process":
+def launcher(settings: Settings, name: str | None = None) -> Launcher:
+    """The launcher SPOTBOT_LAUNCHER names, or the one called `name` (the backend a worker was started with)."""
+    name = name or settings.launcher
+    if name == "process":
         from .process import ProcessLauncher
 
         return ProcessLauncher(settings)
-    if settings.launcher == "batch":
+    if name == "docker":
+        from .docker import DockerLauncher
+
+        return DockerLauncher(settings)
+    if name == "batch":
         from .batch import BatchLauncher
 
         return BatchLauncher(settings)
-    raise ConfigError(f"unknown launcher {settings.launcher!r}; this version has: process, batch", field="SPOTBOT_LAUNCHER")
+    raise ConfigError(f"unknown launcher {name!r}; this version has: process, docker, batch", field="SPOTBOT_LAUNCHER")
