@@ -44,6 +44,9 @@ class Settings(BaseModel):
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
     retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
     endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")
+    # watch mode (issue 5, seed 001): `spotbot watch`
+    watch_interval: float = Field(5.0, ge=0.1, le=300, description="seconds between two looks for new objects in `spotbot watch` (--interval)")
+    watch_sweep_seconds: float = Field(300.0, ge=0, description="`spotbot watch` re-lists its whole prefix this often, for new keys that sort below its mark (--sweep; 0: never)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
