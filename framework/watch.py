@@ -82,8 +82,10 @@ class Watcher:
         if job.status.terminal:
             raise ConfigError(f"job {job.job_id} has ended ({job.status.value}); watch with a new --job-id", field="--job-id")
         if skip_existing and "since" not in job.cursor and not job.cursor.get("mark"):
-            # only the first watcher of a job decides: a resumed watcher keeps what the job was started with
-            job = scheduler.store.jobs.change(job.job_id, lambda current: _with(current, since=now_ms()))
+            # only the first watcher of a job decides: a resumed watcher keeps what the job was started with.
+            # S3 keeps LastModified in whole seconds: an object of this very second counts as new, rather than be lost
+            since = now_ms() // 1000 * 1000
+            job = scheduler.store.jobs.change(job.job_id, lambda current: _with(current, since=since))
         return cls(scheduler, job, interval=interval, sweep_seconds=sweep_seconds, queue=queue)
 
     # --- one look ----------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri:
     if as_json:
         emit_line({"job_id": job.job_id, "status": job.status.value, "accepting": job.accepting, "total": job.total,
                    "stopped": True})
-    say(outcome)
+    click.echo(outcome, err=True)
 
 
 def emit_line(data: dict) -> None:
