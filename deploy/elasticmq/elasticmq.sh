@@ -24,7 +24,8 @@ PORT=$2
 mkdir -p "$STATE"
 
 answers() { [ "$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://127.0.0.1:$PORT/?Action=ListQueues" 2>/dev/null)" = 200 ]; }
-ours() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ps -o args= -p "$1" 2>/dev/null | grep -q "$MAIN"; }
+running() { [ -n "$(ps -o stat= -p "$1" 2>/dev/null | grep -v Z)" ]; }  # alive and not a zombie
+ours() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ps -ww -o args= -p "$1" 2>/dev/null | grep -q "$MAIN"; }
 
 resolve() {
   local version lib="$STATE/lib"
@@ -71,8 +72,8 @@ stop() {
   pid=$(cat "$STATE/$PORT.pid" 2>/dev/null || true)
   if ours "$pid"; then
     kill "$pid"
-    for _ in $(seq 1 50); do ours "$pid" || break; sleep 0.2; done
-    ours "$pid" && kill -9 "$pid"
+    for _ in $(seq 1 50); do running "$pid" || break; sleep 0.2; done
+    running "$pid" && kill -9 "$pid"
   fi
   rm -f "$STATE/$PORT.pid"
 }
