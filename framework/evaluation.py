@@ -89,20 +89,21 @@ class Evaluation:
                 "files_without_truth": self.files_without_truth}
 
 
-def evaluate(store: Store, job_id: str, truth: dict[str, str], *, order: list[str] | None = None) -> Evaluation:
+def evaluate(store: Store, job_id: str, truth: dict[str, str], *, order: list[str] | None = None,
+             source: str = "the truth") -> Evaluation:
     """Compare each truth key's file with its label. Keys are the files' S3 keys, or keys relative to the job's input."""
     job = store.jobs.get(job_id)
-    source = parse_uri(job.input_uri, field="input")
-    found = store.files.by_key(job_id, source.bucket, truth)
+    inputs = parse_uri(job.input_uri, field="input")
+    found = store.files.by_key(job_id, inputs.bucket, truth)
     missing = [key for key in truth if key not in found]
-    if missing and source.prefix:
-        full = {source.key(key): key for key in missing}  # listed relative to the job's input prefix
-        for full_key, task in store.files.by_key(job_id, source.bucket, full).items():
+    if missing and inputs.prefix:
+        full = {inputs.key(key): key for key in missing}  # listed relative to the job's input prefix
+        for full_key, task in store.files.by_key(job_id, inputs.bucket, full).items():
             found[full[full_key]] = task
     unknown = [key for key in truth if key not in found]
     if unknown:
         shown = ", ".join(repr(key) for key in unknown[:SHOWN_KEYS]) + (" ..." if len(unknown) > SHOWN_KEYS else "")
-        raise ConfigError(f"{len(unknown)} key(s) of the truth are not files of job {job_id} (input {job.input_uri}): "
+        raise ConfigError(f"{len(unknown)} key(s) of {source} are not files of job {job_id} (input {job.input_uri}): "
                           f"{shown}", field="--truth")
     predicted = {}
     for key, task in found.items():

@@ -73,8 +73,9 @@ def evaluate(obj: Context, job_id: str, truth: str, order: str | None, as_json: 
     """
     from ..evaluation import NONE, evaluate as run_evaluation, read_truth
 
+    obj.store.jobs.get(job_id)  # an unknown job is the first thing to say
     result = run_evaluation(obj.store, job_id, read_truth(truth, obj.storage),
-                            order=[label.strip() for label in order.split(",")] if order else None)
+                            order=[label.strip() for label in order.split(",")] if order else None, source=truth)
     if as_json:
         emit_json(result.as_dict())
         return
