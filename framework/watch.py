@@ -125,7 +125,9 @@ class Watcher:
             if not page:
                 continue
             look.listed += len(page)
-            look.recorded += self._record([obj for obj in page if obj.modified_ms >= threshold and self.wanted(obj)])
+            # the age test is for keys at or below the mark only: one above it was never listed, whatever its age
+            look.recorded += self._record([obj for obj in page if (obj.key > mark or obj.modified_ms >= threshold)
+                                           and self.wanted(obj)])
             if page[-1].key > self.cursor.get("mark", ""):
                 self._save(mark=page[-1].key)  # only once the keys up to it are recorded
         if full:
