@@ -69,6 +69,7 @@ class Watcher:
         self.file_types = self.store.bots.get(job.bot).file_types
         self.cursor = dict(job.cursor)
         self.supervisor = Supervisor(scheduler)
+        self.stop = threading.Event()
         self._caught_up = False
 
     @classmethod
@@ -91,7 +92,7 @@ class Watcher:
     # --- one look ----------------------------------------------------------------------------
 
     def wanted(self, obj: S3Object) -> bool:
-        """An object the bot takes: under the prefix, of its file types, not one of our outputs, not too old."""
+        """Whether the bot takes it: under the prefix, of its file types, not our output, not left by --skip-existing."""
         key = obj.key
         if key.endswith("/") or not key.startswith(self.source.prefix) or not has_suffix(key, self.file_types):
             return False
@@ -122,6 +123,8 @@ class Watcher:
         full = sweep or not mark
         threshold = self.cursor.get("swept_at", 0) - SWEEP_MARGIN_MS if sweep else 0
         for page in self.storage.objects(self.source, start_after="" if full else mark):
+            if self.stop.is_set():
+                return  # asked to stop in the middle of a long listing: the mark says how far it got
             if not page:
                 continue
             look.listed += len(page)
@@ -130,8 +133,8 @@ class Watcher:
                                            and self.wanted(obj)])
             if page[-1].key > self.cursor.get("mark", ""):
                 self._save(mark=page[-1].key)  # only once the keys up to it are recorded
-        if full:
-            self._save(swept_at=began)
+        if sweep or (full and "swept_at" not in self.cursor):
+            self._save(swept_at=began)  # (an empty prefix is listed in full every look: no need to say so each time)
             look.swept = sweep
 
     def _hear(self, look: Look) -> None:
@@ -166,6 +169,7 @@ class Watcher:
 
     def run(self, stop: threading.Event, on_look: Callable[[Look, Job], None] | None = None) -> Job:
         """Look, supervise, wait; until stop is set, or the job is closed or ends elsewhere. Returns the job."""
+        self.stop = stop
         while True:
             started = time.monotonic()
             job = self.store.jobs.get(self.job_id)

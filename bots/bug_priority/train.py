@@ -202,11 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     model.save_model(str(args.out / MODEL_FILE))
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     archive = pack(args.out)
-    if args.upload:
-        metrics["uploaded"] = upload(archive, args.upload)
-    if args.holdout:
-        reports, labels = write_holdout(held, raw_texts(args.data), args.holdout)
-        metrics["holdout"] = {"reports": reports, "labels": labels}
+    from framework.errors import SpotbotError
+
+    try:
+        if args.upload:
+            metrics["uploaded"] = upload(archive, args.upload)
+        if args.holdout:
+            reports, labels = write_holdout(held, raw_texts(args.data), args.holdout)
+            metrics["holdout"] = {"reports": reports, "labels": labels}
+    except SpotbotError as exc:  # a bad URI, S3 away: one line, the model is on disk all the same
+        print(f"error: {exc} (the model is in {archive})", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
