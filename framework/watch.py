@@ -188,8 +188,8 @@ class Watcher:
                 on_look(look, job)
             if job.status.terminal or not job.accepting:
                 return job
-            # a queue's long poll has waited already; a listing waits out the rest of the interval
-            rest = 0.0 if self.queue is not None else self.interval - (time.monotonic() - started)
+            # what the look took (a queue's long poll waits up to an interval) counts against the interval
+            rest = self.interval - (time.monotonic() - started)
             if stop.is_set() or stop.wait(max(0.0, rest)):
                 return job
 

@@ -72,7 +72,7 @@ def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri:
     say = (lambda text: None) if as_json else (lambda text: click.echo(text, err=True))
     say(f"watching {input_uri} for bot {bot_name}: job {watcher.job_id}"
         f"{' (events from ' + sqs_queue_url + ')' if queue else ''}; Ctrl-C stops")
-    shown: dict = {}
+    shown: dict = {"busy": True}  # a resumed job may have files in the works: count them at the first look
 
     def report(look, job: Job) -> None:
         counts = scheduler.store.jobs.counts(job.job_id) if look.recorded or shown.get("busy") else shown.get("counts", {})
