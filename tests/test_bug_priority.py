@@ -91,7 +91,7 @@ def test_the_bot_classifies_reports_and_evaluate_scores_it_against_the_truth(set
     rows = {row["file_key"]: row for row in map(json.loads, spotbot(settings, "results", job_id).stdout.splitlines())}
     assert len(rows) == 37 and all(row["status"] == "COMPLETED" for row in rows.values())
     assert all(len(row["labels"]) == 1 and row["labels"][0] in PRIORITIES for row in rows.values())
-    output = json.loads(storage.read(bucket, f"bugs-out/bugs/reports/export.json.json"))
+    output = json.loads(storage.read(bucket, "bugs-out/bugs/reports/export.json.json"))
     assert output["priority"] in PRIORITIES and output["label"].startswith("__label__") and 0 < output["confidence"] <= 1
 
     # Then evaluate against the truth CSV gives the accuracy training measured on the same reports
