@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -126,8 +127,8 @@ def write_output(name: str, data: bytes | str, content_type: str = "application/
     return ctx.storage.write(ctx.output_bucket, key, data, content_type)
 
 
-def serialize(result: Any) -> tuple[bytes, str, list[str], Any]:
-    """A main_task result as (S3 body, content type, labels, what the file document keeps)."""
+def serialize(result: Any) -> tuple[bytes, str, list[str], Any, float | None]:
+    """A main_task result as (S3 body, content type, labels, what the file document keeps, confidence)."""
     if isinstance(result, dict):
         try:
             body = json.dumps(result, ensure_ascii=False).encode()
@@ -137,15 +138,32 @@ def serialize(result: Any) -> tuple[bytes, str, list[str], Any]:
         if not isinstance(labels, list):
             labels = [labels]
         names = [str(item.get("label", "")) if isinstance(item, dict) else str(item) for item in labels]
-        return body, "application/json", [n for n in names if n], result if len(body) <= OUTPUT_IN_INDEX_LIMIT else None
+        kept = result if len(body) <= OUTPUT_IN_INDEX_LIMIT else None
+        return body, "application/json", [n for n in names if n], kept, confidence_of(result, labels)
     if isinstance(result, str):
         body = result.encode()
-        return body, "text/plain; charset=utf-8", [], {"text": result} if len(body) <= OUTPUT_IN_INDEX_LIMIT else None
+        return body, "text/plain; charset=utf-8", [], {"text": result} if len(body) <= OUTPUT_IN_INDEX_LIMIT else None, None
     if isinstance(result, (bytes, bytearray)):
-        return bytes(result), "application/octet-stream", [], None
+        return bytes(result), "application/octet-stream", [], None, None
     if result is None:
         raise TypeError("main_task returned None; return a dict, str or bytes")
     raise TypeError(f"main_task returned a {type(result).__name__}; return a dict, str or bytes")
+
+
+def confidence_of(result: dict, labels: list) -> float | None:
+    """How sure the task is of its first label: its `confidence`, else that label's `score`, else `scores[0]`.
+
+    Indexed on the file document (as seed 001 keeps a ConfidenceScore per prediction), so it can be
+    averaged per day and label; anything that is not a finite number is left out.
+    """
+    value = result.get("confidence")
+    if value is None and labels and isinstance(labels[0], dict):
+        value = labels[0].get("score")
+    if value is None and isinstance(result.get("scores"), list) and result["scores"]:
+        value = result["scores"][0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 class Heartbeat:
@@ -305,7 +323,7 @@ class Worker:
         attempt = claim.task.attempts
         while True:
             try:
-                body, content_type, labels, kept = serialize(self.main_task(key))
+                body, content_type, labels, kept, confidence = serialize(self.main_task(key))
                 uri = self.storage.write(self.env.output_s3_bucket, self._output_key(key), body, content_type)
             except Exception as exc:  # the task's failure is the file's, never the worker's
                 message = f"{type(exc).__name__}: {exc}"
@@ -317,7 +335,8 @@ class Worker:
                 attempt += 1
                 time.sleep(min(2.0, 0.1 * 2**attempt))
                 continue
-            self.store.files.complete(claim, output_uri=uri, labels=labels, output=kept, attempts=attempt)
+            self.store.files.complete(claim, output_uri=uri, labels=labels, output=kept, attempts=attempt,
+                                      confidence=confidence)
             break
         self.done += 1
 

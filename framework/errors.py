@@ -54,6 +54,12 @@ class StorageError(SpotbotError):
     exit_code = 6
 
 
+class QueueError(SpotbotError):
+    """An SQS queue (S3 event notifications for `spotbot watch`) could not be read."""
+
+    exit_code = 6
+
+
 class EndpointError(SpotbotError):
     """A model endpoint could not be created, reached or invoked."""
 

@@ -293,6 +293,8 @@ class FileTask(BaseModel):
     workers: list[str] = Field(default_factory=list)
     output_uri: str = ""
     labels: list[str] = Field(default_factory=list)
+    # how sure the model was of its first label, as the task reports it: queryable, like seed 001's ConfidenceScore
+    confidence: float | None = None
     output: Any = None
     error: str = ""
     size: int = 0

@@ -89,6 +89,10 @@ class Settings(BaseModel):
     batch_memory: int = Field(2048, ge=128, description="memory (MiB) per Batch worker")
     aws_endpoint_urls: str = Field("", description="service=url pairs, comma-separated, sending sagemaker, sagemaker-runtime, batch, ecr or logs calls elsewhere (tests)")
 
+    # watch mode (issue 5, seed 001): `spotbot watch`
+    watch_interval: float = Field(5.0, ge=0.1, le=300, description="seconds between two looks for new objects in `spotbot watch` (--interval)")
+    watch_sweep_seconds: float = Field(300.0, ge=0, description="`spotbot watch` re-lists its whole prefix this often, for new keys that sort below its mark (--sweep; 0: never)")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read SPOTBOT_* (then the local stack's state file for what is still unset)."""

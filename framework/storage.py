@@ -38,6 +38,15 @@ class S3Location:
         return self.bucket == other.bucket and other.prefix.startswith(self.prefix)
 
 
+@dataclass(frozen=True)
+class S3Object:
+    """One listed object: its key, size in bytes and last-modified time (epoch ms, S3's clock)."""
+
+    key: str
+    size: int
+    modified_ms: int
+
+
 def parse_uri(uri: str, *, field: str = "uri") -> S3Location:
     """s3://bucket/prefix -> S3Location; the error names the field."""
     if not isinstance(uri, str) or not uri.startswith("s3://"):
@@ -118,10 +127,17 @@ class Storage:
 
     def pages(self, location: S3Location) -> Iterator[list[tuple[str, int]]]:
         """The objects under a prefix, one listing page (up to 1,000 keys) at a time."""
+        for page in self.objects(location):
+            yield [(obj.key, obj.size) for obj in page]
+
+    def objects(self, location: S3Location, *, start_after: str = "") -> Iterator[list[S3Object]]:
+        """The objects under a prefix whose keys sort after start_after, in key order, one listing page at a time."""
         paginator = self.client.get_paginator("list_objects_v2")
+        extra = {"StartAfter": start_after} if start_after else {}
         with self._errors(f"listing {location.uri}"):
-            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
-                yield [(obj["Key"], obj.get("Size", 0)) for obj in page.get("Contents", [])]
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix, **extra):
+                yield [S3Object(obj["Key"], obj.get("Size", 0), int(obj["LastModified"].timestamp() * 1000))
+                       for obj in page.get("Contents", [])]
 
     def read(self, bucket: str, key: str) -> bytes:
         """An object's bytes; transient failures are retried for up to SPOTBOT_RETRY_SECONDS."""

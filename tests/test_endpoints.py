@@ -39,7 +39,7 @@ def test_serving_contract_ping_invocations_and_errors(settings, store):
     assert ok.status_code == 200 and ok.json()["upper"] == "ABC"
     assert ok.headers["Content-Type"] == "application/json"
     broken = requests.post(endpoint.url + "/invocations", data=b"{not json", headers={"Content-Type": "application/json"}, timeout=5)
-    assert broken.status_code == 500 and "JSONDecodeError" in broken.json()["error"]
+    assert broken.status_code == 400 and "JSONDecodeError" in broken.json()["error"]  # the caller's mistake: not retried
     assert requests.get(endpoint.url + "/nothing", timeout=5).status_code == 404
     # ensuring it again reuses the same process; it is never recreated while it answers
     assert manager.ensure_one(spec).pid == endpoint.pid

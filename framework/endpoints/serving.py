@@ -57,6 +57,10 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     return json.dumps(prediction).encode(), "application/json"
 
 
+class BadRequest(ValueError):
+    """input_fn refused the request body: the caller's mistake (400), not worth retrying like a 5xx."""
+
+
 class Handler:
     """The four handler functions of one module, with defaults filled in."""
 
@@ -70,7 +74,10 @@ class Handler:
         self.model = model_fn(model_dir) if model_fn else None
 
     def __call__(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        data = self.input_fn(body, content_type)
+        try:
+            data = self.input_fn(body, content_type)
+        except (ValueError, TypeError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise BadRequest(f"{type(exc).__name__}: {exc}") from exc
         prediction = self.predict_fn(data, self.model)
         result = self.output_fn(prediction, accept)
         if isinstance(result, tuple):
@@ -112,6 +119,9 @@ def make_server(handler: Handler, port: int, host: str = "127.0.0.1") -> Threadi
                 payload, out_type = handler(
                     body, self.headers.get("Content-Type", "application/json"), self.headers.get("Accept", "application/json")
                 )
+            except BadRequest as exc:
+                self._send(HTTPStatus.BAD_REQUEST, json.dumps({"error": str(exc)}).encode())
+                return
             except Exception as exc:  # the model's failure is the caller's answer, not the server's end
                 log.error("invocation failed: %s", traceback.format_exc())
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())

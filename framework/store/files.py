@@ -61,6 +61,18 @@ class FileStore(DocumentStore):
                 claims.append(Claim(doc["_id"], task, doc["_seq_no"], doc["_primary_term"]))
         return claims
 
+    def by_key(self, job_id: str, bucket: str, keys: Iterable[str], *, batch: int = 500) -> dict[str, FileTask]:
+        """The job's files of these keys that are recorded, read by id (ids derive from the key: no search, always current)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, FileTask] = {}
+        for start in range(0, len(keys), batch):
+            part = keys[start:start + batch]
+            docs = self.engine.mget(self._index, [FileTask.doc_id(job_id, bucket, key) for key in part])
+            for key, doc in zip(part, docs):
+                if doc.get("found"):
+                    found[key] = FileTask.model_validate(doc["_source"])
+        return found
+
     def any_in(self, chunk: Chunk) -> bool:
         """Whether any file document names this chunk as its own (read by id)."""
         docs = self.engine.mget(self._index, chunk.file_ids) if chunk.file_ids else []
@@ -106,12 +118,14 @@ class FileStore(DocumentStore):
         written = self.write([claim])
         return written[0] if written else None
 
-    def complete(self, claim: Claim, *, output_uri: str, labels: list[str], output: Any, attempts: int) -> None:
+    def complete(self, claim: Claim, *, output_uri: str, labels: list[str], output: Any, attempts: int,
+                 confidence: float | None = None) -> None:
         task = claim.task
         task.status = FileStatus.COMPLETED
         task.in_flight = False
         task.output_uri = output_uri
         task.labels = labels
+        task.confidence = confidence
         task.output = output
         task.error = ""
         task.attempts = max(task.attempts, attempts)

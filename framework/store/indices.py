@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MAPPING_VERSION = 2  # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs)
+MAPPING_VERSION = 3  # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence
 
 KEYWORD = {"type": "keyword"}
 MILLIS = {"type": "date", "format": "epoch_millis"}
@@ -71,6 +71,7 @@ MAPPINGS: dict[str, dict] = {
         "workers": KEYWORD,
         "output_uri": KEYWORD,
         "labels": KEYWORD,
+        "confidence": {"type": "float"},
         "output": STORED,
         "error": {"type": "text"},
         "size": {"type": "long"},
