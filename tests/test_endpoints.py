@@ -19,6 +19,7 @@ def test_model_s3_path_is_unpacked_into_the_model_dir(settings, store, storage, 
         data = b"100"
         info = tarfile.TarInfo("threshold.txt")
         info.size = len(data)
+        info.mode = 0o600  # packed by someone's umask: the endpoint (uid 1000 in a container) must still read it
         tar.addfile(info, io.BytesIO(data))
     storage.write(bucket, "models/echo.tar.gz", archive.getvalue())
     register_echo(settings, model_s3_path=f"s3://{bucket}/models/echo.tar.gz")
@@ -28,6 +29,8 @@ def test_model_s3_path_is_unpacked_into_the_model_dir(settings, store, storage, 
 
     assert code == 0, stderr
     assert results(settings, job["job_id"])[0]["labels"] == ["short", "echo"]
+    unpacked = settings.home / "models" / "echo-upper" / "model" / "threshold.txt"
+    assert unpacked.stat().st_mode & 0o777 == 0o644
 
 
 def test_serving_contract_ping_invocations_and_errors(settings, store):

@@ -154,6 +154,7 @@ class EndpointManager:
                     tar.extractall(model_dir, filter="data")
             except (tarfile.TarError, OSError) as exc:
                 raise EndpointError(f"model_s3_path {spec.model_s3_path} is not a readable tar.gz: {exc}", name=spec.name) from None
+            readable_by_all(model_dir)
         return model_dir
 
     def list(self) -> list[tuple[Endpoint, bool]]:
@@ -195,6 +196,14 @@ class EndpointManager:
             if bots[job.bot]:
                 users.append(job.job_id)
         return users
+
+
+def readable_by_all(root: Path) -> None:
+    """Let any user read the unpacked model: a container endpoint runs as uid 1000 and mounts it read-only,
+    and an archive packed from files of mode 0600 would otherwise be unreadable there."""
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
 
 
 class EndpointClient:
