@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,ocr,image,test]'
+	$(BIN)/python -m pip install --quiet -e '.[local,ocr,image,api,test]'
 	touch $(STAMP)
 
 demo: install
