@@ -79,6 +79,9 @@ def spotbot_error(_: Request, exc: Exception) -> JSONResponse:
     if field in API_FIELDS:
         message = message.replace(f"{field}:", f"{API_FIELDS[field]}:", 1)
         field = API_FIELDS[field]
+    for option, name in API_FIELDS.items():
+        if option.startswith("--"):
+            message = message.replace(option, name)
     if status >= 500:
         log.warning("answered %d: %s", status, message)
     return error_response(status, message, field)
