@@ -109,6 +109,8 @@ def validation_error(_: Request, exc: Exception) -> JSONResponse:
 def http_error(_: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (no such route, method not allowed, 401 from auth) in the same shape."""
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI's "error parsing the body" (bytes that are not UTF-8): bad input, as all others
+        return error_response(422, f"body: could not be read as JSON ({exc.detail})", "body")
     return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
