@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from urllib.parse import quote
 
+from framework.endpoints.process import pid_alive
 from framework.models import JobStatus
 from framework.storage import S3Location
 
@@ -130,3 +133,34 @@ def test_a_real_photo_is_labelled_with_what_is_in_it(photos, serve, store):
     job = store.jobs.get(IMAGE_JOB)
     assert job.bot == "image_labeller" and job.total == 2 and job.accepting
     assert [e["name"] for e in api.get("/endpoints").json()] == ["image-labeller"]
+
+
+def test_images_survive_a_killed_server_and_workers(serve, store, tmp_path):
+    # Given two images held by the gate bot's workers
+    gate = tmp_path / "gate"
+    gate.touch()
+    env = {"SPOTBOT_API_IMAGE_BOT": "gate", "GATE_FILE": str(gate)}
+    first = serve(**env)
+    assert first.post("/bots", json=bot_config("gate")).status_code == 201
+    ids = [first.post("/images", data=photo(name, "PNG"), headers={"Content-Type": "image/png"}).json()["id"]
+           for name in ("chelsea", "coffee")]
+    wait_for(lambda: store.jobs.counts(IMAGE_JOB)["PROCESSING"] == 2, 60, "the workers to take both images")
+
+    # When the server and every worker of the labelling job are killed
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(timeout=10)
+    workers = store.jobs.get(IMAGE_JOB).workers.values()
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGKILL)
+    wait_for(lambda: not any(pid_alive(w.pid) for w in workers), 30, "the workers to be gone")
+
+    # Then a new server reopens the job with new workers, and both images end classified, each once
+    second = serve(**env)
+    assert image_state(second, ids[0])["status"] == "NOT_CLASSIFIED"
+    gate.unlink()
+    done = [classified(second, image_id, 120) for image_id in ids]
+    assert [d["status"] for d in done] == ["CLASSIFIED", "CLASSIFIED"]
+    counts = store.jobs.counts(IMAGE_JOB)
+    assert counts["COMPLETED"] == 2 and sum(counts.values()) == 2
+    job = store.jobs.get(IMAGE_JOB)
+    assert job.total == 2 and set(job.workers) > {w.id for w in workers}
