@@ -58,7 +58,7 @@ def build(settings: Settings) -> Api:
     """Connect to Elasticsearch and S3 (creating missing indices) and set up the services; fails fast at start."""
     store = Store.from_settings(settings)
     storage = Storage(settings)
-    # workers inherit the scheduler's settings as environment variables: the API's token is not theirs to see
+    # workers get the scheduler's settings as environment variables: the API's token is not theirs to see
     scheduler = Scheduler(settings.model_copy(update={"api_token": None}), store, storage)
     background = Background(scheduler)
     labelling = ImageLabelling(settings, store, storage, scheduler, background, ImageFetcher(settings))
@@ -76,7 +76,6 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", services: Api | N
         state.labelling.start()
         yield
         state.background.stop()
-        state.labelling.stop()
 
     app = FastAPI(title="spotbot", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None,
                   redoc_url=None, description=__doc__)
@@ -90,6 +89,7 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", services: Api | N
         response = await call_next(request)
         log.info("%s %s %d %.3fs", request.method, request.url.path, response.status_code, time.monotonic() - started)
         return response
+
     protected = [Depends(TokenCheck(settings))]
 
     from . import bots, endpoints, images, jobs

@@ -10,8 +10,9 @@ workers finish a dead one's chunk.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Callable, TypeVar
 
 from ..errors import SpotbotError
@@ -28,19 +29,24 @@ class Background:
         self.scheduler = scheduler
         self.supervisor = Supervisor(scheduler)
         self.poll_seconds = scheduler.settings.poll_seconds
-        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="spotbot-api-work")
+        # daemon threads, not a ThreadPoolExecutor (whose threads the interpreter waits for at exit):
+        # stopping the server must not wait for a long scan, which a resubmit of its job id resumes
+        self._work: queue.Queue[tuple[Future, Callable[[], object]]] = queue.Queue()
+        self._threads = [threading.Thread(target=self._worker, name=f"spotbot-api-work-{i}", daemon=True)
+                         for i in range(WORKERS)]
         self._jobs: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name="spotbot-api-supervisor", daemon=True)
 
     def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop supervising; work under way is left to finish (or to be resumed: every step is idempotent)."""
+        """Stop supervising and taking work; work under way is dropped with the process (every step can be resumed)."""
         self._stopping.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
@@ -60,7 +66,19 @@ class Background:
                         log.warning("could not record that %s failed: %s", what, nested)
                 raise
 
-        return self._pool.submit(work)
+        future: Future = Future()
+        self._work.put((future, work))
+        return future
+
+    def _worker(self) -> None:
+        while True:
+            future, call = self._work.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to whoever waits on the future (work() logged it)
+                future.set_exception(exc)
 
     def supervise(self, job_id: str) -> None:
         with self._lock:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as ResolveTimeout
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -76,11 +75,6 @@ class ImageFetcher:
         self.max_bytes = settings.api_fetch_max_bytes
         self.timeout = settings.api_fetch_timeout
         self.allowed = parse_networks(settings.api_fetch_allow_networks)
-        # getaddrinfo has no timeout of its own: it runs here, and a caller waits at most the time left
-        self._resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spotbot-resolve")
-
-    def close(self) -> None:
-        self._resolver.shutdown(wait=False, cancel_futures=True)
 
     def fetch(self, url: str, *, field: str = "url", require_extension: bool = False) -> FetchedImage:
         """The image at url (HTTP 200, an image content type, at most max_bytes, within timeout), or ImageRefused."""
@@ -153,13 +147,23 @@ class ImageFetcher:
         return addresses[0]
 
     def _resolve(self, host: str, port: int, field: str, url: str, deadline: float) -> list[Address]:
-        future = self._resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-        try:
-            infos = future.result(timeout=max(0.1, deadline - time.monotonic()))
-        except ResolveTimeout:
-            raise ImageRefused(f"host {host} did not resolve within {self.timeout:g} s", field=field, url=url) from None
-        except (socket.gaierror, UnicodeError, OSError):
-            raise ImageRefused(f"host {host} does not resolve", field=field, url=url) from None
+        # getaddrinfo has no timeout of its own: it runs on a daemon thread, and the caller waits at most the time left
+        answer: list = []
+
+        def resolve() -> None:
+            try:
+                answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            except (OSError, UnicodeError) as exc:
+                answer.append(exc)
+
+        thread = threading.Thread(target=resolve, name="spotbot-resolve", daemon=True)
+        thread.start()
+        thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        if not answer:
+            raise ImageRefused(f"host {host} did not resolve within {self.timeout:g} s", field=field, url=url)
+        infos = answer[0]
+        if isinstance(infos, Exception):
+            raise ImageRefused(f"host {host} does not resolve", field=field, url=url)
         found: list[Address] = []
         for info in infos:
             address = ipaddress.ip_address(info[4][0].split("%")[0])

@@ -87,9 +87,6 @@ class ImageLabelling:
             return
         self._open_in_background()
 
-    def stop(self) -> None:
-        self.fetcher.close()
-
     # --- the job --------------------------------------------------------------------------------
 
     def _open_in_background(self) -> Future:

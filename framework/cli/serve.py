@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -34,6 +35,8 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
 
         raise ConfigError(f"the API needs {exc.name}: pip install -e '.[api]' (make install does)") from None
     settings = obj.settings
+    # workers and endpoints this server starts inherit its environment: the token is not theirs to see
+    os.environ.pop("SPOTBOT_API_TOKEN", None)
     host = host or settings.api_host
     port = port or settings.api_port
     app = create_app(settings, host=host)

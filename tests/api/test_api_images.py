@@ -11,9 +11,17 @@ from framework.endpoints.process import pid_alive
 from framework.models import JobStatus
 from framework.storage import S3Location
 
-from .conftest import Page, bot_config, photo, wait_for
+from .conftest import TOKEN, Page, bot_config, photo, wait_for
 
 IMAGE_JOB = "image-labeller-api"
+
+
+def environment(pid: int) -> str:
+    """A running process's environment, as the kernel shows it."""
+    with open(f"/proc/{pid}/environ", "rb") as env:
+        text = env.read().decode(errors="replace")
+    assert "SPOTBOT_ES_URL=" in text  # it is a spotbot process's environment, read in full
+    return text
 
 
 def image_state(api, image_id: str) -> dict:
@@ -60,6 +68,8 @@ def test_images_stay_not_classified_until_the_bot_has_worked_them(serve, store, 
     assert stored == {f"api/images/{ids[0]}.jpg": len(jpeg), f"api/images/{ids[1]}.gif": len(gif),
                       f"api/images/{ids[2]}.gif": len(gif)}
     assert storage.read(bucket, f"api/images/{ids[0]}.jpg") == jpeg
+    # and the workers the server started were not handed its token
+    assert job.workers and not any(TOKEN in environment(w.pid) for w in job.workers.values())
 
     # When the bot lets them through, they are classified with what it read: the bytes that were sent
     gate.unlink()
@@ -132,7 +142,9 @@ def test_a_real_photo_is_labelled_with_what_is_in_it(photos, serve, store):
     # worked by the same machinery as batch jobs: the bot's endpoint and the labelling job's workers
     job = store.jobs.get(IMAGE_JOB)
     assert job.bot == "image_labeller" and job.total == 2 and job.accepting
-    assert [e["name"] for e in api.get("/endpoints").json()] == ["image-labeller"]
+    endpoints = api.get("/endpoints").json()
+    assert [(e["name"], e["healthy"]) for e in endpoints] == [("image-labeller", True)]
+    assert TOKEN not in environment(endpoints[0]["pid"])  # nor the endpoint it started
 
 
 def test_images_survive_a_killed_server_and_workers(serve, store, tmp_path):
