@@ -44,6 +44,8 @@ def test_a_bad_registration_names_the_field_and_stores_nothing(api, store):
         ({**good, "endpoint_name": "e1,e2"}, "body", "endpoint_name lists 2 endpoint(s)"),
         ({**good, "colour": "red"}, "colour", "colour: is not a field of this request"),
         ({**good, "bot_image": "python:no_such_task.py"}, "bot_image", "bot_image:"),
+        # longer than a keyword Elasticsearch indexes (32766 bytes): refused here, not by the store as a 5xx
+        ({**good, "instance_type": "\U0001F600" * 9000}, "instance_type", "at most 4096 characters"),
         ([1, 2], "body", "body:"),
     ]
     for body, field, message in cases:
