@@ -9,8 +9,11 @@ ENGINE   ?= opensearch
 PORT     ?= 19201
 NODE_PORT_opensearch    := 19201
 NODE_PORT_elasticsearch := 19202
-# the real nodes run the store and end-to-end tests; the sample models' tests need no second and third pass
-NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py
+# the real nodes run the store and end-to-end tests; the sample models' tests need no second and third pass,
+# nor the API's tests of URL fetching and of its token, which never reach the store
+NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py \
+	--deselect tests/api/test_api_fetch.py --deselect tests/api/test_api_auth.py \
+	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it
 
 .PHONY: install demo test test-embedded test-opensearch test-elasticsearch es-node es-node-stop bench up down clean
 
