@@ -107,6 +107,9 @@ def job_out(job: Job, counts: dict[str, int] | None = None) -> JobOut:
 
 def current(state: Api, job_id: str) -> JobOut:
     job = state.store.jobs.get(job_id)
+    for worker in job.workers.values():  # the job's record of its workers lags; ask the launcher, as `spotbot status` does
+        if worker.state in (WorkerState.STARTING, WorkerState.RUNNING):
+            worker.state, worker.exit_code = state.scheduler.launcher.poll(worker)
     return job_out(job, None if job.status.terminal else state.store.jobs.counts(job_id))
 
 

@@ -43,5 +43,7 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     auth = "no token (loopback only)" if settings.api_token is None else "bearer token from SPOTBOT_API_TOKEN"
     click.echo(f"spotbot API on http://{host}:{port} ({auth}); OpenAPI schema at /openapi.json", err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("elastic_transport", "opensearch", "botocore", "urllib3"):  # a line per store request drowns ours
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # uvicorn's own access log prints query strings, which may carry a presigned URL's signature: ours does not
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, server_header=False)

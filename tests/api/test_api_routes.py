@@ -76,6 +76,9 @@ def test_a_job_is_submitted_watched_and_its_results_read_page_by_page(api, stora
     assert job["status"] == "COMPLETED" and job["total"] == 7
     assert job["counts"]["COMPLETED"] == 7 and sum(job["counts"].values()) == 7
     assert [j["job_id"] for j in api.get("/jobs").json()] == ["api-job-1"]
+    wait_for(lambda: {w["state"] for w in api.get("/jobs/api-job-1").json()["workers"]} == {"EXITED"}, 60,
+             "its two workers to be shown gone")
+    assert len(api.get("/jobs/api-job-1").json()["workers"]) == 2
 
     # and its results come in key order, three at a time, each file once
     keys, after, pages = [], None, 0
