@@ -11,9 +11,12 @@ NODE_PORT_opensearch    := 19201
 NODE_PORT_elasticsearch := 19202
 # the real nodes run the store and end-to-end tests; the sample models' tests need no second and third pass,
 # nor do the AWS back ends' (their control planes are moto's whatever the store runs on), the container
-# tests (they test the containers, not the store), or the SQS path of watch (it talks to ElasticMQ)
+# tests (they test the containers, not the store), the SQS path of watch (it talks to ElasticMQ), or the
+# API's tests of URL fetching and of its token, which never reach the store
 NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py --deselect tests/test_bug_priority.py \
-	--deselect tests/test_watch.py::test_watch_hears_s3_events_from_an_sqs_queue --ignore=tests/aws --ignore=tests/docker
+	--deselect tests/test_watch.py::test_watch_hears_s3_events_from_an_sqs_queue --ignore=tests/aws --ignore=tests/docker \
+	--deselect tests/api/test_api_fetch.py --deselect tests/api/test_api_auth.py \
+	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it
 
 .PHONY: install demo test test-embedded test-opensearch test-elasticsearch es-node es-node-stop bench up down clean images
 
@@ -23,7 +26,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,ocr,image,text,test]'
+	$(BIN)/python -m pip install --quiet -e '.[local,ocr,image,text,api,test]'
 	touch $(STAMP)
 
 demo: install

@@ -86,3 +86,26 @@ class TaskError(SpotbotError):
     """The user's task.py cannot be loaded or used."""
 
     exit_code = 2
+
+
+class WrongState(SpotbotError):
+    """The thing exists, but its state does not allow this (retrying a job that is still running)."""
+
+    exit_code = 2
+
+
+class NotReady(SpotbotError):
+    """A part of spotbot this needs is not set up; the message says how to set it up."""
+
+    exit_code = 2
+
+
+class ImageRefused(ConfigError):
+    """An image the API will not take: a URL it may not or could not fetch, or bytes that are no image it labels.
+
+    `status` is the HTTP status the API answers with (413 too large, 415 not an image type, 422 otherwise).
+    """
+
+    def __init__(self, message: str, *, field: str = "url", url: str | None = None, status: int = 422):
+        super().__init__(message, field=field)
+        self.url, self.status = url, status

@@ -84,7 +84,8 @@ def split_list(value: str | list[str] | None) -> list[str]:
 class BotConfig(BaseModel):
     """A bot registration, in the field names of the seed's bot_config.json."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # str_max_length: Elasticsearch refuses a keyword longer than 32766 bytes; a field this long is a mistake anyway
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=4096)
 
     name: str
     file_types: list[str]

@@ -64,6 +64,20 @@ class Scheduler:
             return job  # already being worked: a resubmit adds nothing
         return self._start(job, bot, count)
 
+    def create_job(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
+                   job_id: str | None = None) -> Job:
+        """Check a job's arguments and record it (SCANNING) without scanning; submit(..., job_id=its id) does the rest.
+
+        For callers that must answer before the scan (the HTTP API): bad input fails here, at once.
+        """
+        bot, source, dest, count = self._prepare(bot_name, input_uri, output_uri, workers, job_id)
+        job, _ = self._create(Job(job_id=job_id or new_job_id(bot.name), bot=bot.name, input_uri=source.uri,
+                                  output_uri=dest.uri, workers_requested=count))
+        if job.accepting:
+            raise ConfigError(f"job {job.job_id!r} is a long-running job that takes files as they come; "
+                              "choose another --job-id", field="--job-id")
+        return job
+
     def _prepare(self, bot_name: str, input_uri: str, output_uri: str, workers: int | None,
                  job_id: str | None) -> tuple[BotConfig, S3Location, S3Location, int]:
         """Check a job's arguments before anything is stored: the bot, the URIs, the buckets, the backends."""

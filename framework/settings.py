@@ -93,6 +93,18 @@ class Settings(BaseModel):
     watch_interval: float = Field(5.0, ge=0.1, le=300, description="seconds between two looks for new objects in `spotbot watch` (--interval)")
     watch_sweep_seconds: float = Field(300.0, ge=0, description="`spotbot watch` re-lists its whole prefix this often, for new keys that sort below its mark (--sweep; 0: never)")
 
+    # the HTTP API (spotbot serve) and its image-labelling routes
+    api_host: str = Field("127.0.0.1", description="address spotbot serve binds")
+    api_port: int = Field(8080, ge=1, le=65535, description="port spotbot serve listens on")
+    api_token: SecretStr | None = Field(None, description="bearer token every API route but /health requires (at least 16 characters)")
+    api_allow_no_auth: bool = Field(False, description="true lets spotbot serve run without a token, on a loopback address only")
+    api_image_bot: str = Field("image_labeller", description="bot that labels the images sent to the API")
+    api_image_job: str = Field("image-labeller-api", description="id of the long-running job that labels the API's images")
+    api_images_uri: str = Field("s3://spotbot-images/", description="where the API keeps images (<uri>images/) and labels (<uri>labels/)")
+    api_fetch_max_bytes: int = Field(20_000_000, ge=1, description="largest image the API downloads or accepts, in bytes")
+    api_fetch_timeout: float = Field(20.0, gt=0, description="seconds an image download may take in all")
+    api_fetch_allow_networks: str = Field("", description="comma-separated networks (CIDR) the API may fetch from although private, loopback or link-local")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read SPOTBOT_* (then the local stack's state file for what is still unset)."""

@@ -160,6 +160,11 @@ class Storage:
         retrying(put, seconds=self.retry_seconds, what=what)
         return f"s3://{bucket}/{key}"
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove an object (a missing one is no error: S3 deletes are idempotent)."""
+        with self._errors(f"deleting s3://{bucket}/{key}"):
+            self.client.delete_object(Bucket=bucket, Key=key)
+
     def download(self, uri: str, path: str) -> None:
         location = parse_uri(uri, field="model_s3_path")
         with self._errors(f"downloading {uri}"):

@@ -202,22 +202,27 @@ class FileStore(DocumentStore):
         task.batch_id = chunk.batch_id
         task.started_at = task.completed_at = None
 
-    def page(self, job_id: str, *, status: str | None = None, size: int = 500) -> Iterable[FileTask]:
-        """The job's files in key order, page by page (search_after), optionally of one status."""
-        for hit in self._hits(job_id, [status] if status else [], size):
+    def page(self, job_id: str, *, status: str | None = None, size: int = 500, after: str | None = None) -> Iterable[FileTask]:
+        """The job's files in key order (after the key `after`, when given), page by page, optionally of one status."""
+        for hit in self._hits(job_id, [status] if status else [], size, after):
             yield FileTask.model_validate(hit["_source"])
+
+    def get(self, ids: list[str]) -> list[FileTask | None]:
+        """Files by document id, in one mget (always current, unlike a search); None where there is none."""
+        docs = self.engine.mget(self._index, ids) if ids else []
+        return [FileTask.model_validate(doc["_source"]) if doc.get("found") else None for doc in docs]
 
     def matching(self, job_id: str, statuses: list[str], size: int = 500) -> Iterable[Claim]:
         """The job's files in these statuses, with the sequence numbers to change them conditionally."""
         for hit in self._hits(job_id, statuses, size):
             yield Claim(hit["_id"], FileTask.model_validate(hit["_source"]), hit["_seq_no"], hit["_primary_term"])
 
-    def _hits(self, job_id: str, statuses: list[str], size: int) -> Iterable[dict]:
+    def _hits(self, job_id: str, statuses: list[str], size: int, after_key: str | None = None) -> Iterable[dict]:
         self.store.refresh("files")
         filters: list[dict] = [{"term": {"job_id": job_id}}]
         if statuses:
             filters.append({"terms": {"status": statuses}})
-        after = None
+        after = [after_key] if after_key is not None else None  # a job's keys are unique: one bucket per job
         while True:
             kwargs: dict[str, Any] = {"search_after": after} if after else {}
             hits = self._search({"size": size, "query": {"bool": {"filter": filters}}, "sort": [{"file_key": "asc"}],
