@@ -23,7 +23,7 @@ ECR_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\
                        r"(?P<repository>[a-z0-9][a-z0-9._/-]*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))?$")
 THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
              "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerException",
-             "ServerException"}
+             "ServerException", "SlowDown", "InternalError", "RequestTimeout"}
 
 
 def endpoint_urls(settings: Settings) -> dict[str, str]:
@@ -59,8 +59,14 @@ def message_of(exc: botocore.exceptions.ClientError) -> str:
 
 
 @contextlib.contextmanager
-def calling(service: str, what: str, error: type[SpotbotError]) -> Iterator[None]:
-    """Turn botocore failures into `error`: transient for unreachable, throttled or 5xx; the message says what failed."""
+def calling(service: str, what: str, error: type[SpotbotError], *, where: str = "", hint: str = "",
+            **data: Any) -> Iterator[None]:
+    """Turn botocore failures into `error`: transient for unreachable, throttled or 5xx; the message says what failed.
+
+    `where` names the service's address in the messages (an S3 endpoint, a queue URL), `hint` follows the
+    "cannot reach" message, and `data` goes onto the error (its url, say).
+    """
+    at = f" at {where}" if where else ""
     try:
         yield
     except botocore.exceptions.NoCredentialsError:
@@ -68,12 +74,12 @@ def calling(service: str, what: str, error: type[SpotbotError]) -> Iterator[None
                           "environment variables or an instance role") from None
     except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
             botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError) as exc:
-        raise error(f"cannot reach {service} while {what}: {exc}", transient=True) from None
+        raise error(f"cannot reach {service}{at} while {what}{hint or f': {exc}'}", transient=True, **data) from None
     except botocore.exceptions.ClientError as exc:
         code = code_of(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        raise error(f"{service} refused {what}: {code} {message_of(exc)}".strip(), code=code,
-                    transient=code in THROTTLED or status >= 500 or status == 429) from None
+        raise error(f"{service}{at} refused {what}: {code} {message_of(exc)}".strip(), code=code,
+                    transient=code in THROTTLED or status >= 500 or status == 429, **data) from None
 
 
 def check_ecr_image(settings: Settings, image: str, *, field: str) -> None:

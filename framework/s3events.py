@@ -7,19 +7,17 @@ in between gets the message again (delivery is at least once, and recording a ke
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
 from urllib.parse import unquote_plus, urlsplit
 
 import boto3
 import botocore.config
-import botocore.exceptions
 from pydantic import BaseModel, ValidationError
 
+from .aws import calling
 from .errors import ConfigError, QueueError
 from .settings import Settings
 
@@ -119,21 +117,8 @@ class EventQueue:
         self.url = queue_url
         self.client = queue_client(queue_url, settings)
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
-                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError):
-            raise QueueError(f"cannot reach the SQS queue {self.url} while {what}", url=self.url, transient=True) from None
-        except botocore.exceptions.NoCredentialsError:
-            raise QueueError(f"no AWS credentials for SQS while {what} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
-                             "or an AWS profile)", url=self.url) from None
-        except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            raise QueueError(f"SQS refused {what} on {self.url}: {error.get('Code', '')} {error.get('Message', '')}".strip(),
-                             url=self.url, code=error.get("Code", ""), transient=status >= 500 or status == 429) from None
+    def _errors(self, what: str):
+        return calling("SQS", what, QueueError, where=self.url, url=self.url)
 
     def check(self) -> None:
         """Fail at start, naming the queue, when it does not exist or cannot be read."""

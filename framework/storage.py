@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from typing import Iterator
@@ -11,12 +10,12 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from .aws import calling
 from .errors import ConfigError, StorageError
 from .retry import retrying
 from .settings import Settings
 
 BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
 
 
 @dataclass(frozen=True)
@@ -88,25 +87,10 @@ class Storage:
             **credentials,
         )
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
-                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError):
-            where = self.endpoint_url or "AWS S3"
-            raise StorageError(
-                f"cannot reach S3 at {where} while {what}; is it running? (`spotbot local up` starts the embedded one)",
-                url=where, transient=True,
-            ) from None
-        except botocore.exceptions.NoCredentialsError:
-            raise StorageError(f"no AWS credentials for S3 while {what}") from None
-        except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            message = exc.response.get("Error", {}).get("Message", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            raise StorageError(f"S3 refused {what}: {code} {message}".strip(), code=code,
-                               transient=status >= 500 or status == 429 or code in TRANSIENT_CODES) from None
+    def _errors(self, what: str):
+        where = self.endpoint_url or "AWS S3"
+        return calling("S3", what, StorageError, where=where, url=where,
+                       hint="; is it running? (`spotbot local up` starts the embedded one)")
 
     def check_bucket(self, bucket: str, *, field: str) -> None:
         """Fail with a clear message when the bucket does not exist or cannot be reached."""

@@ -4,12 +4,12 @@ mismatch with 403, and forwards the good ones to the real (embedded) server."""
 
 from __future__ import annotations
 
-import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+import sigv4_check
 import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -20,22 +20,11 @@ from framework.models import BotConfig
 from framework.store import Store
 
 ACCESS_KEY, SECRET_KEY, REGION = "AKIDSPOTBOTTEST", "the-right-secret", "eu-west-1"
-HEADER = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/es/aws4_request, "
-                    r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})")
 
 
 def signature_ok(method: str, url: str, headers: dict, body: bytes) -> bool:
-    """Recompute the request's signature with botocore from the known secret."""
-    match = HEADER.fullmatch(headers.get("authorization", ""))
-    if not match or match.group(1) != ACCESS_KEY or match.group(3) != REGION:
-        return False
-    signed = match.group(4).split(";")
-    request = AWSRequest(method=method, url=url, data=body, headers={name: headers[name] for name in signed})
-    request.context["timestamp"] = headers["x-amz-date"]
-    signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "es", REGION)
-    canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
-    return expected == match.group(5)
+    return sigv4_check.signature_ok(method, url, headers, body, service="es", access_key=ACCESS_KEY,
+                                    secret_key=SECRET_KEY, region=REGION)
 
 
 @pytest.fixture

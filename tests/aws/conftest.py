@@ -18,10 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
+import sigv4_check
 import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from framework.endpoints.process import free_port
 
@@ -155,21 +153,10 @@ def batch_backend():
 
 # --- sagemaker-runtime, served locally --------------------------------------------------------
 
-RUNTIME_HEADER = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/sagemaker/aws4_request, "
-                            r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})")
-
-
 def runtime_signature_ok(method: str, url: str, headers: dict, body: bytes) -> bool:
     """Recompute a sagemaker-runtime request's SigV4 signature with botocore from the known secret."""
-    match = RUNTIME_HEADER.fullmatch(headers.get("authorization", ""))
-    if not match or match.group(1) != ACCESS_KEY or match.group(3) != REGION:
-        return False
-    signed = match.group(4).split(";")
-    request = AWSRequest(method=method, url=url, data=body, headers={name: headers[name] for name in signed})
-    request.context["timestamp"] = headers["x-amz-date"]
-    signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "sagemaker", REGION)
-    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
-    return expected == match.group(5)
+    return sigv4_check.signature_ok(method, url, headers, body, service="sagemaker", access_key=ACCESS_KEY,
+                                    secret_key=SECRET_KEY, region=REGION)
 
 
 class Runtime:
