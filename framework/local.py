@@ -61,17 +61,32 @@ def _wait_free(ports: list[int], seconds: float = 20.0) -> bool:
     return True
 
 
+# Servers listen below the kernel's ephemeral range: there an outgoing connection may take a stopped
+# server's port as its own, and the restart would then have to move to another port, where the
+# clients that know the old address never find it.
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections (Linux; 32768 where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _some(ports: range, n: int = 200) -> list[int]:
+    return random.sample(ports, min(n, len(ports)))
+
+
 def _free_port(preferred: int) -> int:
-    if preferred and _port_free(preferred):
-        return preferred
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for port in ([preferred] if preferred else []) + _some(range(10000, max(_ephemeral_low(), 10001))):
+        if _port_free(port):
+            return port
+    raise SpotbotError("no free port for the embedded Elasticsearch-API server")
 
 
 def _free_weed_base(preferred: int) -> int:
     """A base port where weed mini's eight HTTP ports and their gRPC twins (+10000) are all free."""
-    candidates = ([preferred] if preferred else []) + random.sample(range(20000, 29000, 10), 200)
+    top = _ephemeral_low() - 10000 - 8
+    candidates = ([preferred] if preferred else []) + _some(range(10000, max(top, 10001), 10))
     for base in candidates:
         if all(_port_free(base + i) and _port_free(base + i + 10000) for i in range(8)):
             return base
