@@ -40,7 +40,7 @@ class Settings(BaseModel):
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per file before it ends ERROR")
     lease_seconds: float = Field(60.0, gt=0, description="how long a claimed chunk stays a worker's without a heartbeat")
     poll_seconds: float = Field(1.0, gt=0, description="how often idle workers and --wait look for news")
-    flush_files: int = Field(50, ge=1, description="a worker writes results after this many files ...")
+    flush_files: int = Field(100, ge=1, description="a worker writes results after this many files ...")
     flush_seconds: float = Field(5.0, gt=0, description="... or after this many seconds, whichever is first")
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
     retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
