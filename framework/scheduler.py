@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import queue
 import secrets
+import threading
 import time
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
@@ -21,6 +23,46 @@ from .store.files import Claim
 CHUNKS_PER_WRITE = 10
 # how long an add_files call may take before the job may end without it (see add_files)
 ADD_WINDOW_SECONDS = 60.0
+
+
+class _Recorder:
+    """Records a scan's chunks and files in a thread of its own, so listing S3 and writing to
+    Elasticsearch overlap. One writer, in order; at most two batches wait (memory stays flat);
+    the first failure stops it and is raised to the scanning thread at its next put or at close."""
+
+    def __init__(self, record: Callable[[list], object], on_scan: Callable[[int], None] | None):
+        self._record, self._on_scan = record, on_scan
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="scan-recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain what is queued after a failure; the scanning thread raises it
+            pending, total = item
+            try:
+                self._record(pending)
+                if self._on_scan:
+                    self._on_scan(total)
+            except BaseException as exc:  # handed to the scanning thread, which raises it
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, pending: list, total: int) -> None:
+        self._raise()
+        self._queue.put((pending, total))
+
+    def close(self, quietly: bool = False) -> None:
+        """Wait until everything put is recorded; raise the first failure unless quietly."""
+        self._queue.put(None)
+        self._thread.join()
+        if not quietly:
+            self._raise()
 
 
 def new_chunk(job_id: str, ids: list[str], seq: int, workers: int, tag: str = "") -> Chunk:
@@ -195,28 +237,30 @@ class Scheduler:
         total = seq = 0
         batch: list[tuple[str, int]] = []
         pending: list[tuple[Chunk, list[FileTask]]] = []
-        for page in self.storage.pages(source):
-            for key, size in page:
-                if key.endswith("/") or not has_suffix(key, bot.file_types):
-                    continue
-                if exclude and key.startswith(exclude.prefix):
-                    continue  # our own outputs, when the output prefix lies inside the input prefix
-                total += 1
-                batch.append((key, size))
-                if len(batch) == self.settings.chunk_size:
-                    pending.append(self._chunk(job, bot, source.bucket, seq, batch))
-                    seq, batch = seq + 1, []
-                    if len(pending) == CHUNKS_PER_WRITE:
-                        self._record(pending)
-                        pending = []
-                        if on_scan:
-                            on_scan(total)
-        if batch:
-            pending.append(self._chunk(job, bot, source.bucket, seq, batch))
-            seq += 1
-        self._record(pending)
-        if on_scan:
-            on_scan(total)
+        recorder = _Recorder(self._record, on_scan)  # records while the listing goes on
+        try:
+            for page in self.storage.pages(source):
+                for key, size in page:
+                    if key.endswith("/") or not has_suffix(key, bot.file_types):
+                        continue
+                    if exclude and key.startswith(exclude.prefix):
+                        continue  # our own outputs, when the output prefix lies inside the input prefix
+                    total += 1
+                    batch.append((key, size))
+                    if len(batch) == self.settings.chunk_size:
+                        pending.append(self._chunk(job, bot, source.bucket, seq, batch))
+                        seq, batch = seq + 1, []
+                        if len(pending) == CHUNKS_PER_WRITE:
+                            recorder.put(pending, total)
+                            pending = []
+            if batch:
+                pending.append(self._chunk(job, bot, source.bucket, seq, batch))
+                seq += 1
+            recorder.put(pending, total)
+        except BaseException:
+            recorder.close(quietly=True)  # the scan's own failure is the one to report
+            raise
+        recorder.close()
 
         def running(current: Job) -> Job | None:
             if current.status != JobStatus.SCANNING:
