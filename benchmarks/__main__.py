@@ -20,6 +20,19 @@ from pathlib import Path
 
 from .harness import Bench, CountingProxy, temporary_home
 
+BIG_CHUNK = 500
+
+
+# --size presets: (values, what they are for)
+SIZES = {
+    "quick": (dict(files=300, runs=1, workers="1,4", count_sizes="1000", scan_sizes="1000,3000"),
+              "a smoke run of every figure, 2-3 minutes"),
+    "standard": (dict(files=1000, runs=3, workers="1,2,4,8", count_sizes="10000", scan_sizes="10000,50000"),
+                 "what `make bench` takes, about 45 minutes on 2 cores"),
+    "full": (dict(files=10_000, runs=3, workers="1,2,4,8", count_sizes="10000,100000", scan_sizes="10000,50000,100000"),
+             "the sizes the benchmark was specified with; many hours on 2 cores"),
+}
+
 
 def figure(values: list[float], digits: int = 1) -> str:
     """median (min-max) of a figure's runs."""
@@ -48,23 +61,26 @@ def machine() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=10_000, help="files per throughput run (default 10000)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
-    parser.add_argument("--workers", default="1,2,4,8", help="worker counts for figures 1-2 (default 1,2,4,8)")
-    parser.add_argument("--count-sizes", default="10000,100000", help="file counts for figure 4")
-    parser.add_argument("--scan-sizes", default="10000,50000,100000", help="key counts for figure 5")
-    parser.add_argument("--figures", default="1,2,3,4,5,6", help="which figures to take")
+    parser.add_argument("--size", choices=sorted(SIZES), default="standard",
+                        help="how big: " + "; ".join(f"{name}: {text}" for name, (_, text) in sorted(SIZES.items())))
+    parser.add_argument("--files", type=int, help="files per throughput run (overrides --size)")
+    parser.add_argument("--runs", type=int, help="runs per figure (overrides --size)")
+    parser.add_argument("--workers", help="worker counts for figures 1-2, like 1,2,4,8 (overrides --size)")
+    parser.add_argument("--count-sizes", help="file counts for figure 4, like 10000,100000 (overrides --size)")
+    parser.add_argument("--scan-sizes", help="key counts for figure 5, like 10000,50000 (overrides --size)")
+    parser.add_argument("--figures", default="1,2,3,4,5,6,7", help="which figures to take (default all: 1-7)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 300 files, 1 run, small sizes")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.files, args.runs, args.workers, args.count_sizes, args.scan_sizes = 300, 1, "1,4", "300", "300,600"
+    for name, value in SIZES[args.size][0].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    begun = time.monotonic()
     figures = {int(f) for f in args.figures.split(",")}
     workers = [int(w) for w in args.workers.split(",")]
     home = temporary_home()
     bench = Bench(home)
     lines = ["# spotbot benchmarks", "", f"Taken {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-             f"`python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}`.", *machine(),
+             f"`python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}` (--size {args.size}).", *machine(),
              f"- Elasticsearch: {'embedded (noida-db)' if bench.embedded_es else bench.es_url}; S3: embedded (weed mini)",
              f"- each figure: median (min-max) of {args.runs} run(s); {args.files} tiny text files per throughput run; "
              "chunk size 100, lease 10 s", ""]
@@ -95,12 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             for size in [int(s) for s in args.count_sizes.split(",")]:
                 print(f"figure 4: {size} files", file=sys.stderr, flush=True)
                 cost = {}
-                for system in ("spotbot", "ancestor"):
-                    bench.reset()  # both start from an empty server: the embedded one's cost grows with what it holds
+                for system in ("spotbot", f"spotbot, chunks of {BIG_CHUNK}", "ancestor"):
+                    bench.reset()  # each starts from an empty server: the embedded one's cost grows with what it holds
                     proxy = CountingProxy(bench.es_url)
                     cpu_before = bench.es_cpu_seconds()
-                    if system == "spotbot":
-                        bench.spotbot(size, 4, "noop", settings=bench.base.model_copy(update={"es_url": proxy.url}))
+                    if system.startswith("spotbot"):
+                        chunk = BIG_CHUNK if "chunks of" in system else bench.base.chunk_size
+                        bench.spotbot(size, 4, "noop", settings=bench.base.model_copy(
+                            update={"es_url": proxy.url, "chunk_size": chunk}))
                     else:
                         bench.ancestor(size, 4, "noop", es_url=proxy.url)
                     cpu_after = bench.es_cpu_seconds()
@@ -109,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr)
                     cpu = (cpu_after - cpu_before) * 1000 / size if cpu_before is not None else None
                     cost[system] = (proxy.count * 1000 / size, cpu)
-                (ours_r, ours_c), (anc_r, anc_c) = cost["spotbot"], cost["ancestor"]
+                anc_r, anc_c = cost["ancestor"]
                 for system, (requests_, cpu) in cost.items():
-                    lines.append(f"| {size} | {system} | {requests_:.1f} | {cpu if cpu is None else f'{cpu:.3f}'} | "
-                                 + (f"{ours_r / anc_r:.3f} | {ours_c / anc_c:.3f} |" if system == "ancestor" and anc_c else " | |"))
+                    ratios = (f"{requests_ / anc_r:.3f} | {cpu / anc_c:.3f} |" if cpu is not None and anc_c
+                              else f"{requests_ / anc_r:.3f} | |") if system != "ancestor" else " | |"
+                    lines.append(f"| {size} | {system} | {requests_:.1f} | {cpu if cpu is None else f'{cpu:.3f}'} | {ratios}")
             lines += ["", "Requests are counted at a proxy in front of Elasticsearch (everything every client sent, "
-                      "including setup); CPU is the server process's own user+system time.", ""]
+                      "including setup); CPU is the server process's own user+system time. One run per row.", ""]
         if 5 in figures:
             lines += ["## 5. Scan + record", "", "| keys | listing keys/s | scan + record files/s | record adds | peak RSS MB |",
                       "|---|---|---|---|---|"]
@@ -135,6 +154,20 @@ def main(argv: list[str] | None = None) -> int:
                       f"| {figure([c['seconds'] for c in calm])} | {figure([h['seconds'] for h in hurt])} | {figure(extra)} | "
                       f"{bench.base.lease_seconds:.0f} |", "",
                       "The ancestor has no leases: the killed worker's batch is never finished, so it has no figure here.", ""]
+        if 7 in figures:
+            print("figure 7: CPU per file", file=sys.stderr, flush=True)
+            parts = ("workers", "Elasticsearch", "S3", "endpoint", "submitter", "total")
+            lines += ["## 7. Where the time goes: CPU ms per file (4 workers, noop endpoint)", "",
+                      "| system | files/s | " + " | ".join(parts) + " |", "|---|---|" + "---|" * len(parts)]
+            for system in ("raw", "spotbot", "ancestor"):
+                runs = repeat(args.runs, system, lambda: bench.profile(system, args.files, 4))
+                lines.append(f"| {system} | {figure([r['rate'] for r in runs])} | "
+                             + " | ".join(figure([r[part] for r in runs], 2) for part in parts) + " |")
+            lines += ["", "Each process's own user+system CPU over the run: the workers (reaped children of the bench, "
+                      "for spotbot its worker processes), the Elasticsearch-API and S3 servers, the endpoint, and the "
+                      "submitting process (spotbot's scan and record; it also polls the job once a second). "
+                      f"With {os.cpu_count()} cores busy, files/s is near cores / total CPU per file.", ""]
+        lines.insert(3, f"- the whole run took {(time.monotonic() - begun) / 60:.0f} min")
     finally:
         bench.close()
         shutil.rmtree(home, ignore_errors=True)

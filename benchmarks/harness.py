@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -216,6 +217,33 @@ class Bench:
         Store.from_settings(settings).drop()
         return {"listing_rate": listing, **result}
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far, by part: this process (the submitter and its scan), its reaped
+        children (the workers of any system, once waited for), and the servers and endpoints."""
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        parts = {"submitter": own.ru_utime + own.ru_stime, "workers": children.ru_utime + children.ru_stime,
+                 "Elasticsearch": self.es_cpu_seconds() or 0.0, "S3": process_cpu(self.stack.state().get("s3_pid"))}
+        endpoint_pids = [record[0].pid for record in (self.store.endpoints.get(f"bench-{name}") for name in self.endpoints)
+                         if record and record[0].pid]
+        parts["endpoint"] = sum(process_cpu(pid) for pid in endpoint_pids)
+        return parts
+
+    def profile(self, system: str, n: int, workers: int, endpoint: str = "noop") -> dict:
+        """One run of a system with the CPU each part spent per file (ms), and its files/s."""
+        before = self.cpu()
+        if system == "raw":
+            rate = self.raw(n, workers, endpoint)
+        elif system == "ancestor":
+            rate = self.ancestor(n, workers, endpoint)
+        else:
+            result = self.spotbot(n, workers, endpoint)
+            rate = result["rate"]
+            for worker in self.store.jobs.get(result["job_id"]).workers.values():
+                reap(worker.pid)  # their CPU reaches RUSAGE_CHILDREN once they are waited for
+        after = self.cpu()
+        per_file = {part: (after[part] - before[part]) * 1000 / n for part in after}
+        return {"rate": rate, **per_file, "total": sum(per_file.values())}
+
     def es_cpu_seconds(self) -> float | None:
         """CPU seconds the embedded Elasticsearch-API server has used so far (None for a remote server)."""
         if not self.embedded_es:
@@ -227,11 +255,33 @@ class Bench:
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                 if "noida-db" in cmdline and data_dir in cmdline and " start" in cmdline:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    return process_cpu(int(pid))
             except OSError:
                 continue
         return None
+
+
+def process_cpu(pid: int | None) -> float:
+    """A live process's CPU seconds (user + system, its threads included); 0 when it is gone."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reap(pid: int | None, seconds: float = 60.0) -> None:
+    """Wait for a child that has exited or is about to (a worker whose job ended)."""
+    deadline = time.monotonic() + seconds
+    while pid and time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return  # reaped already (its CPU is counted), or not our child
+        time.sleep(0.05)
 
 
 def temporary_home() -> Path:
