@@ -28,7 +28,7 @@ SIZES = {
     "quick": (dict(files=300, runs=1, workers="1,4", count_sizes="1000", scan_sizes="1000,3000"),
               "a smoke run of every figure, 2-3 minutes"),
     "standard": (dict(files=1000, runs=3, workers="1,2,4,8", count_sizes="10000", scan_sizes="10000,50000"),
-                 "what `make bench` takes, about 45 minutes on 2 cores"),
+                 "what `make bench` takes, about 20 minutes on 2 cores"),
     "full": (dict(files=10_000, runs=3, workers="1,2,4,8", count_sizes="10000,100000", scan_sizes="10000,50000,100000"),
              "the sizes the benchmark was specified with; many hours on 2 cores"),
 }
@@ -59,6 +59,11 @@ def machine() -> list[str]:
             f"- packages: {versions}"]
 
 
+def server(bench: Bench) -> str:
+    version = bench.store.engine.info().get("version", {})
+    return f"{version.get('distribution', 'elasticsearch')} {version.get('number', '?')} at {bench.es_url}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="standard",
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count-sizes", help="file counts for figure 4, like 10000,100000 (overrides --size)")
     parser.add_argument("--scan-sizes", help="key counts for figure 5, like 10000,50000 (overrides --size)")
     parser.add_argument("--figures", default="1,2,3,4,5,6,7", help="which figures to take (default all: 1-7)")
+    parser.add_argument("--es-pid", type=int, help="with SPOTBOT_ES_URL at a node on this machine: its process id, "
+                                                   "so its CPU is measured (deploy/es-node keeps it in a .pid file)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     args = parser.parse_args(argv)
     for name, value in SIZES[args.size][0].items():
@@ -78,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = {int(f) for f in args.figures.split(",")}
     workers = [int(w) for w in args.workers.split(",")]
     home = temporary_home()
-    bench = Bench(home)
+    bench = Bench(home, es_pid=args.es_pid)
     lines = ["# spotbot benchmarks", "", f"Taken {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
              f"`python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}` (--size {args.size}).", *machine(),
-             f"- Elasticsearch: {'embedded (noida-db)' if bench.embedded_es else bench.es_url}; S3: embedded (weed mini)",
+             f"- Elasticsearch: {'embedded (noida-db)' if bench.embedded_es else server(bench)}; S3: embedded (weed mini)",
              f"- each figure: median (min-max) of {args.runs} run(s); {args.files} tiny text files per throughput run; "
              "chunk size 100, lease 10 s", ""]
     try:

@@ -18,6 +18,8 @@ import sys
 
 import requests
 from elasticsearch import Elasticsearch, helpers
+from opensearchpy import OpenSearch
+from opensearchpy import helpers as opensearch_helpers
 
 from framework.settings import Settings
 from framework.storage import Storage
@@ -27,20 +29,26 @@ def index_name() -> str:
     return os.environ.get("BENCH_ANCESTOR_INDEX", "ancestor-files")
 
 
-def client() -> Elasticsearch:
-    return Elasticsearch(os.environ["BENCH_ES_URL"], request_timeout=120)
+def client():
+    """The Elasticsearch client, or opensearch-py's when the server is OpenSearch (the first refuses it).
+    Both are called below only in the request-body form they share."""
+    url = os.environ["BENCH_ES_URL"]
+    if requests.get(url, timeout=30).json().get("version", {}).get("distribution") == "opensearch":
+        return OpenSearch(url, timeout=120)
+    return Elasticsearch(url, request_timeout=120)
 
 
 def record(workers: int, keys: list[str], job_id: str) -> None:
     es = client()
-    es.options(ignore_status=404).indices.delete(index=index_name())
-    es.indices.create(index=index_name(), mappings={"properties": {
+    if es.indices.exists(index=index_name()):
+        es.indices.delete(index=index_name())
+    es.indices.create(index=index_name(), body={"mappings": {"properties": {
         "job_id": {"type": "keyword"}, "batch_id": {"type": "keyword"}, "status": {"type": "keyword"},
-        "file_key": {"type": "keyword"}, "output": {"type": "object", "enabled": False}}})
+        "file_key": {"type": "keyword"}, "output": {"type": "object", "enabled": False}}}})
     actions = ({"_index": index_name(), "_id": f"{job_id}-{i}", "_source": {
         "job_id": job_id, "batch_id": str(i % workers), "status": "NOT_STARTED", "file_key": key}}
         for i, key in enumerate(keys))
-    helpers.bulk(es, actions, chunk_size=1000)
+    (opensearch_helpers if isinstance(es, OpenSearch) else helpers).bulk(es, actions, chunk_size=1000)
     es.indices.refresh(index=index_name())
 
 
@@ -49,8 +57,8 @@ def work(batch_id: str, job_id: str) -> int:
     storage = Storage(Settings.from_env())
     bucket, out_prefix, url = os.environ["BENCH_BUCKET"], os.environ["BENCH_OUT"], os.environ["BENCH_ENDPOINT"]
     session = requests.Session()
-    page = es.search(index=index_name(), scroll="5m", size=10000, query={"bool": {"filter": [
-        {"term": {"job_id": job_id}}, {"term": {"batch_id": batch_id}}, {"term": {"status": "NOT_STARTED"}}]}})
+    page = es.search(index=index_name(), scroll="5m", body={"size": 10000, "query": {"bool": {"filter": [
+        {"term": {"job_id": job_id}}, {"term": {"batch_id": batch_id}}, {"term": {"status": "NOT_STARTED"}}]}}})
     hits, scroll_id, done = page["hits"]["hits"], page.get("_scroll_id"), 0
     while hits:
         for hit in hits:
@@ -60,11 +68,11 @@ def work(batch_id: str, job_id: str) -> int:
                                   headers={"Content-Type": "application/json"}, timeout=60)
             answer.raise_for_status()
             storage.write(bucket, f"{out_prefix}/{key}.json", answer.content, "application/json")
-            es.update(index=index_name(), id=hit["_id"], doc={"status": "COMPLETED", "output": answer.json()})
+            es.update(index=index_name(), id=hit["_id"], body={"doc": {"status": "COMPLETED", "output": answer.json()}})
             done += 1
         if not scroll_id:
             break
-        page = es.scroll(scroll_id=scroll_id, scroll="5m")
+        page = es.scroll(body={"scroll_id": scroll_id, "scroll": "5m"})
         hits, scroll_id = page["hits"]["hits"], page.get("_scroll_id")
     return done
 

@@ -76,8 +76,9 @@ class CountingProxy:
 
 
 class Bench:
-    def __init__(self, home: Path):
-        self.home = home
+    def __init__(self, home: Path, es_pid: int | None = None):
+        """es_pid: the process of an Elasticsearch node on this machine (SPOTBOT_ES_URL), for its CPU."""
+        self.home, self.es_pid = home, es_pid
         self.stack = None
         es_url = os.environ.get("SPOTBOT_ES_URL", "")
         self.stack = LocalStack(home / "stack", es_port=0, s3_base_port=0)
@@ -245,9 +246,10 @@ class Bench:
         return {"rate": rate, **per_file, "total": sum(per_file.values())}
 
     def es_cpu_seconds(self) -> float | None:
-        """CPU seconds the embedded Elasticsearch-API server has used so far (None for a remote server)."""
+        """CPU seconds the Elasticsearch server has used so far: the embedded one, or the node of es_pid
+        (a node's JVM, its threads included); None for a server elsewhere."""
         if not self.embedded_es:
-            return None
+            return process_cpu(self.es_pid) if self.es_pid else None
         data_dir = str((self.home / "stack" / "es").resolve())
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
