@@ -179,15 +179,24 @@ class Bench:
             time.sleep(1.0)
             if kill_at is not None and killed_at is None:
                 counts = store.jobs.counts(job.job_id)
-                if counts["COMPLETED"] >= kill_at * n:
-                    victim = next(iter(store.jobs.get(job.job_id).workers.values()))
-                    os.kill(victim.pid, 9)
+                victim = self.working(job.job_id) if counts["COMPLETED"] >= kill_at * n else None
+                if victim:
+                    os.kill(victim, 9)
                     killed_at = time.monotonic() - started
             job = store.jobs.get(job.job_id)
         if job.status != JobStatus.COMPLETED or job.counts.get("COMPLETED") != n:
             raise RuntimeError(f"benchmark job ended {job.status.value} with {job.counts}")
         return {"rate": n / ((job.finished_at - job.running_at) / 1000), "seconds": time.monotonic() - started,
                 "job_id": job.job_id, "killed_at": killed_at}
+
+    def working(self, job_id: str) -> int | None:
+        """The pid of a worker that holds a chunk now (killing an idle one would cost nothing)."""
+        self.store.refresh("chunks")
+        hits = self.store.engine.search(self.store.index("chunks"), {"size": 100, "query": {"bool": {"filter": [
+            {"term": {"job_id": job_id}}, {"term": {"status": "LEASED"}}]}}})["hits"]["hits"]
+        owners = {hit["_source"]["lease_owner"] for hit in hits}
+        workers = self.store.jobs.get(job_id).workers
+        return next((workers[owner].pid for owner in sorted(owners) if owner in workers and workers[owner].pid), None)
 
     def ancestor(self, n: int, workers: int, endpoint: str, es_url: str | None = None) -> float:
         """Files/s of the ancestor's algorithm over the same files."""
