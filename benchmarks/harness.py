@@ -167,6 +167,7 @@ class Bench:
         """One spotbot job end to end with real worker processes; files/s while running, and more."""
         settings = settings or self.base
         prefix, _ = self.dataset(n)
+        self.reset()  # every run from an empty server: the embedded one slows down as its indices grow
         bot = self.register(endpoint)
         # the scheduler and its workers use `settings` (maybe through a counting proxy); watching uses our own store
         scheduler = Scheduler(settings, Store.from_settings(settings), self.storage)
@@ -201,6 +202,7 @@ class Bench:
     def ancestor(self, n: int, workers: int, endpoint: str, es_url: str | None = None) -> float:
         """Files/s of the ancestor's algorithm over the same files."""
         _, keys_file = self.dataset(n)
+        self.reset()
         job_id = uuid.uuid4().hex[:8]
         env = self.env(BENCH_BUCKET=BUCKET, BENCH_OUT=f"anc-{job_id}", BENCH_ENDPOINT=self.endpoint(endpoint),
                        BENCH_ES_URL=es_url or self.es_url)
