@@ -119,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"figure 4: {size} files", file=sys.stderr, flush=True)
                 cost = {}
                 for system in ("spotbot", f"spotbot, chunks of {BIG_CHUNK}", "ancestor"):
-                    bench.reset()  # each starts from an empty server: the embedded one's cost grows with what it holds
                     proxy = CountingProxy(bench.es_url)
                     cpu_before = bench.es_cpu_seconds()
                     if system.startswith("spotbot"):
