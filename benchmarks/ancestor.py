@@ -23,6 +23,7 @@ from opensearchpy import helpers as opensearch_helpers
 
 from framework.settings import Settings
 from framework.storage import Storage
+from framework.store.engines import Connection, detect
 
 
 def index_name() -> str:
@@ -33,7 +34,7 @@ def client():
     """The Elasticsearch client, or opensearch-py's when the server is OpenSearch (the first refuses it).
     Both are called below only in the request-body form they share."""
     url = os.environ["BENCH_ES_URL"]
-    if requests.get(url, timeout=30).json().get("version", {}).get("distribution") == "opensearch":
+    if detect(Connection(url)) == "opensearch":
         return OpenSearch(url, timeout=120)
     return Elasticsearch(url, request_timeout=120)
 
