@@ -298,6 +298,12 @@ class FileTask(BaseModel):
     confidence: float | None = None
     output: Any = None
     error: str = ""
+    # the error's cause with its variable parts masked (framework/signatures.py): `spotbot errors` groups by it
+    error_signature: str = ""
+    # how many times the file ended ERROR, never reset by a retry: spotbot_bot_files_failed_total stays a counter
+    failures: int = 0
+    # completed_at - started_at of the attempt that completed it: the processing-time histogram of /metrics
+    duration_ms: int | None = None
     size: int = 0
     created_at: int = Field(default_factory=now_ms)
     started_at: int | None = None

@@ -408,19 +408,23 @@ class Scheduler:
             time.sleep(self.settings.poll_seconds)
         return self.store.jobs.recount(job_id)
 
-    def retry(self, job_id: str, *, errors_only: bool = False, workers: int | None = None) -> Job:
-        """Run an ended job's ERROR (and, unless errors_only, CANCELLED) files again, in the same job."""
+    def retry(self, job_id: str, *, errors_only: bool = False, workers: int | None = None,
+              signature: str | None = None) -> Job:
+        """Run an ended job's ERROR (and, unless errors_only, CANCELLED) files again, in the same job.
+
+        With a signature, only the ERROR files of that error group (`spotbot errors`) run again.
+        """
         job = self.store.jobs.get(job_id)
         if not job.status.terminal:
             raise ConfigError(f"job {job_id} is {job.status.value}; retry runs the files of an ended job again", field="JOB")
         bot = self.store.bots.get(job.bot)
         self.launcher.check(bot)
         self.endpoints.check(bot)
-        statuses = [FileStatus.ERROR.value] + ([] if errors_only else [FileStatus.CANCELLED.value])
+        statuses = [FileStatus.ERROR.value] + ([] if errors_only or signature is not None else [FileStatus.CANCELLED.value])
         count = workers or job.workers_requested
         round_, seq, reopened = job.retries + 1, job.chunks, 0
         batch: list[Claim] = []
-        for claim in self.store.files.matching(job_id, statuses):
+        for claim in self.store.files.matching(job_id, statuses, signature=signature):
             batch.append(claim)
             if len(batch) == self.settings.chunk_size:
                 reopened += self._reopen(job, batch, seq, round_, count)
@@ -434,7 +438,8 @@ class Scheduler:
         def rerun(current: Job) -> Job | None:
             current.status, current.finished_at, current.counts = JobStatus.RUNNING, None, {}
             current.retries, current.chunks = round_, seq
-            current.note(f"retry {round_}: {reopened} file(s) re-opened ({', '.join(statuses)})")
+            group = f", error {signature!r}" if signature is not None else ""
+            current.note(f"retry {round_}: {reopened} file(s) re-opened ({', '.join(statuses)}{group})")
             return current
 
         job = self.store.jobs.change(job_id, rerun)

@@ -11,6 +11,7 @@ from .engines import Connection, Engine, connect, without_credentials
 from .files import FileStore
 from .indices import MAPPING_VERSION, MAPPINGS, mapping
 from .jobs import JobStore
+from .reports import Reports
 
 
 class Store:
@@ -24,6 +25,7 @@ class Store:
         self.chunks = ChunkStore(self)
         self.files = FileStore(self)
         self.endpoints = EndpointStore(self)
+        self.reports = Reports(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, init: bool = True) -> "Store":

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from ..errors import SpotbotError, StoreUnavailable
 from ..models import Chunk, FileStatus, FileTask, now_ms
+from ..signatures import signature
 from .documents import DocumentStore
 
 LOST_MESSAGE = "worker lost while processing"
@@ -127,18 +128,21 @@ class FileStore(DocumentStore):
         task.labels = labels
         task.confidence = confidence
         task.output = output
-        task.error = ""
+        task.error = task.error_signature = ""
         task.attempts = max(task.attempts, attempts)
         task.completed_at = now_ms()
+        task.duration_ms = task.completed_at - task.started_at if task.started_at is not None else None
 
     def fail(self, claim: Claim, error: str, attempts: int | None = None) -> None:
         task = claim.task
         task.status = FileStatus.ERROR
         task.in_flight = False
         task.error = error[:4000]
+        task.error_signature, task.failures = signature(task.error), task.failures + 1
         if attempts is not None:
             task.attempts = max(task.attempts, attempts)
         task.completed_at = now_ms()
+        task.duration_ms = task.completed_at - task.started_at if task.started_at is not None else None
 
     def write(self, claims: list[Claim]) -> list[Claim]:
         """Write the claims' files in one bulk request, each conditional on our last seq_no.
@@ -197,7 +201,7 @@ class FileStore(DocumentStore):
         task.status = FileStatus.NOT_STARTED
         task.attempts = 0
         task.in_flight = False
-        task.error = ""
+        task.error = task.error_signature = ""
         task.chunk_id = chunk.chunk_id
         task.batch_id = chunk.batch_id
         task.started_at = task.completed_at = None
@@ -212,16 +216,20 @@ class FileStore(DocumentStore):
         docs = self.engine.mget(self._index, ids) if ids else []
         return [FileTask.model_validate(doc["_source"]) if doc.get("found") else None for doc in docs]
 
-    def matching(self, job_id: str, statuses: list[str], size: int = 500) -> Iterable[Claim]:
-        """The job's files in these statuses, with the sequence numbers to change them conditionally."""
-        for hit in self._hits(job_id, statuses, size):
+    def matching(self, job_id: str, statuses: list[str], size: int = 500, *,
+                 signature: str | None = None) -> Iterable[Claim]:
+        """The job's files in these statuses (and of this error signature), with the sequence numbers to change them."""
+        for hit in self._hits(job_id, statuses, size, signature=signature):
             yield Claim(hit["_id"], FileTask.model_validate(hit["_source"]), hit["_seq_no"], hit["_primary_term"])
 
-    def _hits(self, job_id: str, statuses: list[str], size: int, after_key: str | None = None) -> Iterable[dict]:
+    def _hits(self, job_id: str, statuses: list[str], size: int, after_key: str | None = None, *,
+              signature: str | None = None) -> Iterable[dict]:
         self.store.refresh("files")
         filters: list[dict] = [{"term": {"job_id": job_id}}]
         if statuses:
             filters.append({"terms": {"status": statuses}})
+        if signature is not None:
+            filters.append({"term": {"error_signature": signature}})
         after = [after_key] if after_key is not None else None  # a job's keys are unique: one bucket per job
         while True:
             kwargs: dict[str, Any] = {"search_after": after} if after else {}

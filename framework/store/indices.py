@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-MAPPING_VERSION = 3  # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence
+MAPPING_VERSION = 4  # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence;
+# 4: files.error_signature, files.failures, files.duration_ms (errors grouped by cause, /metrics)
 
 KEYWORD = {"type": "keyword"}
 MILLIS = {"type": "date", "format": "epoch_millis"}
@@ -74,6 +75,9 @@ MAPPINGS: dict[str, dict] = {
         "confidence": {"type": "float"},
         "output": STORED,
         "error": {"type": "text"},
+        "error_signature": KEYWORD,
+        "failures": INT,
+        "duration_ms": INT,
         "size": {"type": "long"},
         "created_at": MILLIS,
         "started_at": MILLIS,
