@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 from .endpoints import EndpointManager
-from .errors import ConfigError, SpotbotError
+from .errors import ConfigError, NotFound, SpotbotError
 from .launchers import Launcher, WorkerSpec, launcher
 from .models import JOB_ID_PATTERN, BotConfig, Chunk, FileStatus, FileTask, Job, JobStatus, Worker, WorkerState, now_ms
 from .settings import Settings
@@ -433,6 +433,9 @@ class Scheduler:
             reopened += self._reopen(job, batch, seq, round_, count)
             seq += 1
         if not reopened:
+            if signature is not None:
+                raise NotFound(f"job {job_id} has no ERROR file with the error signature {signature!r}; "
+                               f"`spotbot errors {job_id}` lists them", field="--signature")
             return job
 
         def rerun(current: Job) -> Job | None:

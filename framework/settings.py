@@ -104,6 +104,9 @@ class Settings(BaseModel):
     api_fetch_max_bytes: int = Field(20_000_000, ge=1, description="largest image the API downloads or accepts, in bytes")
     api_fetch_timeout: float = Field(20.0, gt=0, description="seconds an image download may take in all")
     api_fetch_allow_networks: str = Field("", description="comma-separated networks (CIDR) the API may fetch from although private, loopback or link-local")
+    # what the API shows people and monitors: /metrics and the dashboard (issue 15)
+    metrics_public: bool = Field(False, description="true serves /metrics without the token (for a Prometheus that cannot send one)")
+    metrics_cache_seconds: float = Field(5.0, ge=0, le=300, description="how long /metrics and the dashboard's summaries reuse what they read from the store")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

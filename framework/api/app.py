@@ -90,12 +90,15 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", services: Api | N
         log.info("%s %s %d %.3fs", request.method, request.url.path, response.status_code, time.monotonic() - started)
         return response
 
-    protected = [Depends(TokenCheck(settings))]
+    check = TokenCheck(settings)
+    protected = [Depends(check)]
 
-    from . import bots, endpoints, images, jobs
+    from . import bots, dashboard, endpoints, error_groups, images, jobs, metrics
 
-    for router in (bots.router, jobs.router, endpoints.router, images.router):
+    for router in (bots.router, jobs.router, error_groups.router, endpoints.router, images.router):
         app.include_router(router, dependencies=protected)
+    metrics.install(app, state, check)  # /metrics: the token unless SPOTBOT_METRICS_PUBLIC=true
+    dashboard.install(app, check)  # /dashboard: pages behind a login that trades the token for a cookie
 
     @app.get("/health", response_model=Health, tags=["health"],
              responses={503: {"model": Health, "description": "Elasticsearch does not answer"}})

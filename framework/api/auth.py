@@ -1,12 +1,19 @@
-"""The API's bearer token: required on every route but /health, compared in constant time, never logged."""
+"""The API's bearer token: required on every route but /health, compared in constant time, never logged.
+
+The dashboard's browser sends it another way: its login exchanges the token for a session
+cookie (HttpOnly, SameSite=Strict, Secure over TLS) that holds a value derived from the token,
+not the token. A request that changes something and is authenticated by that cookie must also
+carry the page's CSRF value in a header, which a cross-site form or script cannot send.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
+import secrets
 
-from fastapi import Security
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
@@ -14,6 +21,9 @@ from ..errors import ConfigError
 from ..settings import Settings
 
 MIN_TOKEN_LENGTH = 16
+SESSION_COOKIE = "spotbot_session"
+CSRF_HEADER = "X-Spotbot-CSRF"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 MAKE_ONE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 bearer = HTTPBearer(auto_error=False, description="the token in SPOTBOT_API_TOKEN")
@@ -52,11 +62,43 @@ class TokenCheck:
         token = settings.api_token.get_secret_value() if settings.api_token else ""
         # digests of equal length, so the comparison takes the same time whatever the caller sent
         self._digest = hashlib.sha256(token.encode()).digest() if token else None
+        # derived from the token, so every replica of the API accepts the same cookie; changing the token ends every session
+        key = token.encode() if token else secrets.token_bytes(32)
+        self.session = hmac.new(key, b"spotbot dashboard session", hashlib.sha256).hexdigest()
+        self.csrf = hmac.new(key, b"spotbot dashboard csrf", hashlib.sha256).hexdigest()
 
-    def __call__(self, credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
+    @property
+    def required(self) -> bool:
+        return self._digest is not None
+
+    def token_ok(self, given: str) -> bool:
+        return bool(given) and hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest or b"")
+
+    def session_ok(self, request: Request) -> bool:
+        return hmac.compare_digest(request.cookies.get(SESSION_COOKIE, ""), self.session)
+
+    def csrf_ok(self, request: Request) -> bool:
+        return request.method in SAFE_METHODS or hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), self.csrf)
+
+    def allows(self, request: Request) -> bool:
+        """Whether the request may pass: the bearer token, or the session cookie (with the CSRF header to change things)."""
+        if self._digest is None:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self.token_ok(given.strip()):
+            return True
+        return self.session_ok(request) and self.csrf_ok(request)
+
+    def __call__(self, request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
         if self._digest is None:
             return
         given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest) or not given:
-            raise HTTPException(401, "send the API token as `Authorization: Bearer <SPOTBOT_API_TOKEN>`",
-                                headers={"WWW-Authenticate": "Bearer"})
+        if self.token_ok(given):
+            return
+        if self.session_ok(request):
+            if self.csrf_ok(request):
+                return
+            raise HTTPException(403, f"a request that changes something needs the {CSRF_HEADER} header of the "
+                                     "dashboard's page (refused: it may come from another site)")
+        raise HTTPException(401, "send the API token as `Authorization: Bearer <SPOTBOT_API_TOKEN>`",
+                            headers={"WWW-Authenticate": "Bearer"})

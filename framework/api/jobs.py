@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import WrongState
+from ..errors import NotFound, WrongState
 from ..models import JOB_ID_PATTERN, NAME_PATTERN, FileStatus, Job, JobStatus, WorkerState
 from .app import Api, api
 from .errors import responses
@@ -39,6 +39,8 @@ class RetryRequest(BaseModel):
 
     errors_only: bool = Field(False, description="re-run ERROR files only (default: ERROR and CANCELLED)")
     workers: int | None = Field(None, ge=1, le=1024, description="bot workers (default: as the job had)")
+    signature: str | None = Field(None, min_length=1, max_length=1000,
+                                  description="re-run only the ERROR files of this error group (GET /jobs/{job_id}/errors)")
 
 
 class WorkerOut(BaseModel):
@@ -193,9 +195,13 @@ def retry(request: RetryRequest | None = None, job_id: str = JobId, state: Api =
         raise WrongState(f"job {job_id} is {job.status.value}; retry runs the files of an ended job again", job_id=job_id)
     if job.accepting:
         raise WrongState(f"job {job_id} is a long-running job; retry is for batch jobs", job_id=job_id)
+    if request.signature is not None and not state.store.reports.group_size(job_id, request.signature):
+        raise NotFound(f"signature: job {job_id} has no ERROR file with this error signature; "
+                       f"GET /jobs/{job_id}/errors lists them", field="signature")
 
     def run() -> None:
-        again = state.scheduler.retry(job_id, errors_only=request.errors_only, workers=request.workers)
+        again = state.scheduler.retry(job_id, errors_only=request.errors_only, workers=request.workers,
+                                      signature=request.signature)
         if not again.status.terminal:
             state.background.supervise(job_id)
 

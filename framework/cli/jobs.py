@@ -178,18 +178,23 @@ def close(obj: Context, job_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("job_id")
 @click.option("--errors-only", is_flag=True, help="Re-run ERROR files only (default: ERROR and CANCELLED).")
+@click.option("--signature", help="Re-run only the ERROR files of this error group (as `spotbot errors JOB` shows it).")
 @click.option("--bots", "workers", type=click.IntRange(1, 1024), help="How many workers (default: as the job had).")
 @click.option("--wait", is_flag=True, help="Block until the job ends again; exit 0/3/4 by its outcome.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 @handled
-def retry(obj: Context, job_id: str, errors_only: bool, workers: int | None, wait: bool, as_json: bool) -> None:
+def retry(obj: Context, job_id: str, errors_only: bool, signature: str | None, workers: int | None, wait: bool,
+          as_json: bool) -> None:
     """Run an ended job's failed (and cancelled) files again, in the same job.
 
-    Example: spotbot retry JOB --errors-only --wait
+    \b
+    Examples:
+      spotbot retry JOB --errors-only --wait
+      spotbot retry JOB --signature 'ValueError: cannot decode <path>'
     """
     scheduler = obj.scheduler()
-    job = scheduler.retry(job_id, errors_only=errors_only, workers=workers)
+    job = scheduler.retry(job_id, errors_only=errors_only, workers=workers, signature=signature)
     if wait and not job.status.terminal:
         job = _wait(obj, scheduler, job, show=not as_json)
     if as_json:

@@ -115,6 +115,13 @@ class Reports:
         unsigned = max(0, errors - sum(g.count for g in groups) - other)
         return ErrorGroups(groups=groups, errors=errors, other=other, unsigned=unsigned)
 
+    def group_size(self, job_id: str, signature: str) -> int:
+        """How many ERROR files of the job have this signature (refreshed first: it decides whether a retry has work)."""
+        self.store.refresh("files")
+        return self.store.count("files", {"bool": {"filter": [
+            {"term": {"job_id": job_id}}, {"term": {"status": FileStatus.ERROR.value}},
+            {"term": {"error_signature": signature}}]}})
+
     # --- files ----------------------------------------------------------------------------------
 
     def files_page(self, job_id: str, *, status: str | None = None, label: str | None = None,
