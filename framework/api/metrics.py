@@ -17,6 +17,7 @@ from fastapi.responses import PlainTextResponse
 from .. import metrics
 from .app import Api
 from .auth import TokenCheck
+from .errors import responses
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -43,8 +44,12 @@ def install(app: FastAPI, state: Api, check: TokenCheck) -> None:
     cache = MetricsCache(state)
     dependencies = [] if state.settings.metrics_public else [Depends(check)]
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["metrics"], dependencies=dependencies,
-             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4"}})
+    answers = responses(503) if not state.settings.metrics_public else {503: responses(503)[503]}
+
+    # no response_class: the errors stay documented as JSON, the answer as text
+    @app.get("/metrics", tags=["metrics"], dependencies=dependencies, response_model=None,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format 0.0.4"}, **answers})
     def prometheus_metrics() -> PlainTextResponse:
         """Jobs, files, workers, per-bot counters, processing times and endpoints, for Prometheus."""
         return PlainTextResponse(cache.text(), media_type=CONTENT_TYPE)
