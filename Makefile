@@ -16,9 +16,9 @@ NODE_PORT_elasticsearch := 19202
 NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py --deselect tests/test_bug_priority.py \
 	--deselect tests/test_watch.py::test_watch_hears_s3_events_from_an_sqs_queue --ignore=tests/aws --ignore=tests/docker \
 	--deselect tests/api/test_api_fetch.py --deselect tests/api/test_api_auth.py \
-	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it
+	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it --ignore=tests/dashboard
 
-.PHONY: install demo test test-embedded test-opensearch test-elasticsearch es-node es-node-stop bench up down clean images
+.PHONY: install demo test test-embedded test-opensearch test-elasticsearch test-dashboard es-node es-node-stop bench up down clean images
 
 install: $(STAMP)
 
@@ -37,13 +37,20 @@ test: install
 
 test-embedded: install
 	@echo "== tests on the embedded Elasticsearch-API server (noida-db)"
-	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/dashboard $(PYTEST_ARGS)
 
 test-opensearch test-elasticsearch: test-%: install
 	@echo "== tests on a real $* node (port $(NODE_PORT_$*))"
 	deploy/es-node/es-node.sh start $* $(NODE_PORT_$*)
 	SPOTBOT_TEST_ES_URL=http://127.0.0.1:$(NODE_PORT_$*) $(BIN)/python -m pytest -p no:cacheprovider $(NODE_TESTS) \
 		$(PYTEST_ARGS); status=$$?; deploy/es-node/es-node.sh stop $* $(NODE_PORT_$*); exit $$status
+
+# the dashboard in Debian's Chromium (Playwright) and /metrics scraped by a real Prometheus, on the embedded server;
+# their tools are installed here when missing (root). Screenshots: tests/output/dashboard/
+test-dashboard: install
+	@echo "== dashboard tests: Chromium and Prometheus"
+	deploy/dashboard/install-test-tools.sh
+	$(BIN)/python -m pytest -p no:cacheprovider tests/dashboard $(PYTEST_ARGS)
 
 # a real node in the background: make es-node ENGINE=opensearch|elasticsearch PORT=N
 es-node:
