@@ -120,7 +120,7 @@ class FileStore(DocumentStore):
         return written[0] if written else None
 
     def complete(self, claim: Claim, *, output_uri: str, labels: list[str], output: Any, attempts: int,
-                 confidence: float | None = None) -> None:
+                 confidence: float | None = None, duration_ms: int | None = None) -> None:
         task = claim.task
         task.status = FileStatus.COMPLETED
         task.in_flight = False
@@ -131,7 +131,11 @@ class FileStore(DocumentStore):
         task.error = task.error_signature = ""
         task.attempts = max(task.attempts, attempts)
         task.completed_at = now_ms()
-        task.duration_ms = task.completed_at - task.started_at if task.started_at is not None else None
+        # the worker's own measure when it gives one; else since the file was marked PROCESSING (for a file marked
+        # with its whole chunk, that includes the wait behind the chunk's earlier files)
+        if duration_ms is None and task.started_at is not None:
+            duration_ms = task.completed_at - task.started_at
+        task.duration_ms = duration_ms
 
     def fail(self, claim: Claim, error: str, attempts: int | None = None) -> None:
         task = claim.task
@@ -142,7 +146,11 @@ class FileStore(DocumentStore):
         if attempts is not None:
             task.attempts = max(task.attempts, attempts)
         task.completed_at = now_ms()
-        task.duration_ms = task.completed_at - task.started_at if task.started_at is not None else None
+        # the worker's own measure when it gives one; else since the file was marked PROCESSING (for a file marked
+        # with its whole chunk, that includes the wait behind the chunk's earlier files)
+        if duration_ms is None and task.started_at is not None:
+            duration_ms = task.completed_at - task.started_at
+        task.duration_ms = duration_ms
 
     def write(self, claims: list[Claim]) -> list[Claim]:
         """Write the claims' files in one bulk request, each conditional on our last seq_no.

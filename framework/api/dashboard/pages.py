@@ -18,7 +18,6 @@ from ...endpoints import EndpointManager
 from ...errors import NotFound
 from ...launchers import launcher
 from ...models import JOB_ID_PATTERN, FileStatus, Job, now_ms
-from ...supervisor import LIVE
 from ..app import Api, api
 from ..auth import CSRF_HEADER, SESSION_COOKIE, TokenCheck
 from . import views
@@ -133,7 +132,7 @@ def worker_logs(job_id: str = JobId, worker_id: str = Path(max_length=256), stat
 @router.get("/workers", response_class=HTMLResponse)
 def workers_page(request: Request, state: Api = Depends(api), page: Renderer = Depends(renderer)) -> Response:
     jobs = [job for job in state.store.jobs.list(limit=200) if job.workers and
-            (not job.status.terminal or any(w.state in LIVE for w in job.workers.values()))]
+            (not job.status.terminal or any(w.state in views.LIVE for w in job.workers.values()))]
     rows = []
     for job in jobs:
         beats = state.store.reports.heartbeats(job.job_id, state.settings.lease_seconds)
