@@ -202,6 +202,7 @@ def main() -> None:
             "counts aggregation (`spotbot status`)": lambda: store.jobs.counts(job_id),
             "GET /dashboard (jobs page)": lambda: get("/dashboard"),
             "GET /dashboard/jobs/JOB (job page)": lambda: get(f"/dashboard/jobs/{job_id}"),
+            "GET /dashboard/jobs/JOB/charts (its charts, fetched after it)": lambda: get(f"/dashboard/jobs/{job_id}/charts"),
             "GET /dashboard/jobs/JOB/files, ERROR, a page deep in the job": lambda: get(
                 f"/dashboard/jobs/{job_id}/files", status="ERROR", after=deep_key),
             "GET /dashboard/jobs/JOB/files?label=invoice&prefix=images/050/": lambda: get(

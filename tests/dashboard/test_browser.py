@@ -62,14 +62,15 @@ def test_a_job_runs_to_its_end_on_the_page_and_one_error_group_is_retried(server
         return now if now["status"] == "COMPLETED_WITH_ERRORS" else None
 
     final = wait_for(ended, 120, "the page to show the job ended")
-    screenshot(page, "job")
 
     # Then its progress moved to the end in place, and the error groups show the right counts
     ends = [value for value in seen if value is not None]
     assert final["done"] == [25, 25] and final["marker"], final
     assert len(set(ends)) >= 2 and min(ends) < 25, f"the page never showed the job part-way: {seen}"
     assert final["groups"] == {RAISE: 3, BAD_RESULT: 2}
+    page.locator("#chart-counts polyline").first.wait_for()  # the charts come after the page
     assert page.locator("#chart-counts polyline").count() == 2  # COMPLETED and ERROR over time
+    screenshot(page, "job")
 
     # When "retry this group" is pressed for the group of bad results
     calls.write_text("")

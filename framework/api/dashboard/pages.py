@@ -57,13 +57,21 @@ def job_page(request: Request, job_id: str = JobId, state: Api = Depends(api),
     beats = state.store.reports.heartbeats(job_id, state.settings.lease_seconds)
     workers = [views.WorkerView(worker, **beats.get(worker.id, {}))
                for worker in sorted(job.workers.values(), key=lambda w: (w.started_at, w.id), reverse=True)]
+    endpoints = _bot_endpoints(state, job.bot)
+    return page.render(request, "job.html", title=f"Job {job_id}", nav="jobs", view=view, job=job, groups=groups,
+                       workers=workers, endpoints=endpoints, events=list(reversed(job.events[-20:])),
+                       refresh=0 if job.status.terminal else REFRESH_MS)
+
+
+@router.get("/jobs/{job_id}/charts", response_class=HTMLResponse)
+def job_charts(request: Request, job_id: str = JobId, state: Api = Depends(api),
+               page: Renderer = Depends(renderer)) -> Response:
+    """The job page's charts, fetched by its script after the page: the timeline is its costliest aggregation."""
+    job = state.store.jobs.get(job_id)
     start = job.running_at or job.created_at
     interval, points = state.store.reports.timeline(job_id, start, job.finished_at or now_ms())
     counts_chart, rate_chart = views.charts(interval, points, {})
-    endpoints = _bot_endpoints(state, job.bot)
-    return page.render(request, "job.html", title=f"Job {job_id}", nav="jobs", view=view, job=job, groups=groups,
-                       workers=workers, endpoints=endpoints, counts_chart=counts_chart, rate_chart=rate_chart,
-                       events=list(reversed(job.events[-20:])), refresh=0 if job.status.terminal else REFRESH_MS)
+    return page.render(request, "charts.html", title="", nav="", counts_chart=counts_chart, rate_chart=rate_chart)
 
 
 def _bot_endpoints(state: Api, bot_name: str) -> list[dict]:

@@ -34,7 +34,20 @@ async function refresh() {
   schedule();
 }
 
+// parts of a page that come after it (the job page's charts): each [data-src] gets the HTML its URL answers
+async function fill() {
+  for (const part of document.querySelectorAll("[data-src]")) {
+    try {
+      const answer = await fetch(part.dataset.src, { credentials: "same-origin" });
+      if (answer.ok) part.innerHTML = await answer.text();
+    } catch (error) {
+      // tried again at the next refresh
+    }
+  }
+}
+
 function schedule() {
+  fill();
   const every = parseInt(document.getElementById("main").dataset.refresh || "0", 10);
   if (every > 0) refreshTimer = setTimeout(refresh, every);
   else if (Date.now() < busyUntil) refreshTimer = setTimeout(refresh, 1500);
