@@ -146,11 +146,6 @@ class FileStore(DocumentStore):
         if attempts is not None:
             task.attempts = max(task.attempts, attempts)
         task.completed_at = now_ms()
-        # the worker's own measure when it gives one; else since the file was marked PROCESSING (for a file marked
-        # with its whole chunk, that includes the wait behind the chunk's earlier files)
-        if duration_ms is None and task.started_at is not None:
-            duration_ms = task.completed_at - task.started_at
-        task.duration_ms = duration_ms
 
     def write(self, claims: list[Claim]) -> list[Claim]:
         """Write the claims' files in one bulk request, each conditional on our last seq_no.
