@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ..errors import StoreError
+from ..models import Chunk, ChunkStatus, FileTask
 from ..settings import Settings
 from .bots import BotRegistry
-from .chunks import ChunkStore
+from .chunks import ChunkStore, new_chunk
 from .endpoints import EndpointStore
 from .engines import Connection, Engine, connect, without_credentials
-from .files import FileStore
+from .files import Claim, FileStore
 from .indices import MAPPING_VERSION, MAPPINGS, mapping
 from .jobs import JobStore
 
@@ -16,9 +17,10 @@ from .jobs import JobStore
 class Store:
     """The indices under one prefix, and a verb-named store for each kind of document."""
 
-    def __init__(self, engine: Engine, *, prefix: str = "spotbot-"):
+    def __init__(self, engine: Engine, *, prefix: str = "spotbot-", retry_seconds: float = 120.0):
         self.engine = engine
         self.prefix = prefix
+        self.retry_seconds = retry_seconds  # how long a bulk write keeps trying items refused for now (429, 5xx)
         self.bots = BotRegistry(self)
         self.jobs = JobStore(self)
         self.chunks = ChunkStore(self)
@@ -28,7 +30,7 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings, *, init: bool = True) -> "Store":
         """Connect; with init, create missing indices first (workers skip it: their scheduler did it)."""
-        store = cls(connect(settings.connection()), prefix=settings.index_prefix)
+        store = cls(connect(settings.connection()), prefix=settings.index_prefix, retry_seconds=settings.retry_seconds)
         if init:
             store.init()
         return store
@@ -60,6 +62,55 @@ class Store:
                 self.engine.put_mapping(name, wanted["properties"], wanted["_meta"])
                 changed.append(f"{name} (mapping {version} -> {MAPPING_VERSION})")
         return changed
+
+    def record(self, pending: list[tuple[Chunk, list[FileTask]]]) -> list[str]:
+        """Record chunks and their files so that no chunk is claimable before its files exist; returns new file ids.
+
+        The chunks are written PENDING, then the files, then the chunks are opened (with how many
+        files each owns). A chunk recorded before (a resumed scan, a racing submitter) is opened
+        here too if it is still PENDING: its files are written now.
+        """
+        if not pending:
+            return []
+        new = self.chunks.record(chunk for chunk, _ in pending)
+        created = set(self.files.record(task for _, files in pending for task in files))
+        earlier = self.chunks.get([chunk.chunk_id for chunk, _ in pending if new.get(chunk.chunk_id) is None])
+        opened = []
+        for chunk, _ in pending:
+            written = new.get(chunk.chunk_id)
+            if written is None:
+                found = earlier.get(chunk.chunk_id)
+                if found is None or found[0].status != ChunkStatus.PENDING:
+                    continue
+                chunk, written = found[0], found[1:]
+            owned = len(chunk.file_ids)
+            if any(file_id not in created for file_id in chunk.file_ids):
+                owned = self.files.owned(chunk)  # some existed: those of another chunk are not its own
+            opened.append((chunk, written, owned))
+        self.chunks.open(opened)
+        return list(created)
+
+    def move(self, job_id: str, claims: list[Claim], *, workers: int, tag: str, reopen: bool) -> int:
+        """Move files into a new chunk of the job, recorded as the scan records; returns how many moved.
+
+        reopen (spotbot retry) starts them afresh; otherwise (the final check's repair) they keep
+        their attempts. The chunks they leave count them no more.
+        """
+        if not claims:
+            return 0
+        chunk = new_chunk(job_id, [claim.id for claim in claims], self.jobs.reserve_chunks(job_id, 1), workers, tag=tag)
+        written = self.chunks.record([chunk])[chunk.chunk_id]
+        left = {claim.id: (claim.task.chunk_id, claim.task.status.value) for claim in claims}
+        moved = (self.files.reopen if reopen else self.files.repair)(claims, chunk)
+        deltas: dict[str, dict[str, int]] = {}
+        for claim in moved:
+            chunk_id, status = left[claim.id]
+            deltas.setdefault(chunk_id, {}).setdefault(status, 0)
+            deltas[chunk_id][status] += 1
+        self.chunks.move_out(deltas)
+        if written is not None:
+            self.chunks.open([(chunk, written, len(moved))])
+        return len(moved)
 
     def refresh(self, *kinds: str) -> None:
         """Make recent writes visible to search; used before a decision that counts, never as a wait."""
