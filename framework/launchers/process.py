@@ -16,7 +16,7 @@ from ..endpoints.process import pid_alive, tail
 from ..errors import ConfigError, LaunchError, UnsupportedReference
 from ..models import BotConfig, Worker, WorkerState
 from ..settings import Settings
-from . import WorkerSpec
+from .base import WorkerSpec
 
 
 class ProcessLauncher:
