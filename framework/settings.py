@@ -29,6 +29,7 @@ class Settings(BaseModel):
     es_ca_certs: str = Field("", description="CA bundle file for an https:// Elasticsearch")
     es_verify_certs: bool = Field(True, description="false skips TLS certificate checks (warns)")
     index_prefix: str = Field("spotbot-", description="prefix of the Elasticsearch index names")
+    file_indices: int = Field(0, ge=0, le=256, description="indices the file documents are spread over when a prefix is first used (0: 16 on the embedded server, whose updates cost in proportion to an index's size; 1 on a real node)")
     s3_endpoint_url: str = Field("", description="S3 endpoint URL (default: the embedded stack's, or AWS)")
     s3_access_key: SecretStr | None = Field(None, description="S3 access key (default: the AWS credential chain)")
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (default: the AWS credential chain)")

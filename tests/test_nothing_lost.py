@@ -180,7 +180,7 @@ def test_a_worker_that_cannot_be_launched_fails_the_job_with_the_reason(settings
 
     # Then the command says why, and the job is FAILED with the reason, not RUNNING with nobody on it
     assert code == 7, stderr
-    assert "could not start" in stderr and "Traceback" not in stderr
+    assert "cannot start worker" in stderr and "Traceback" not in stderr
     job = store.jobs.get("no-workers")
     assert job.status == JobStatus.FAILED and "cannot start worker" in job.error and not job.workers
 

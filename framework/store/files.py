@@ -44,12 +44,26 @@ class Claim:
 class FileStore(DocumentStore):
     kind = "files"
 
+    @property
+    def _index(self) -> str:
+        return self.store.target("files")  # searches: every file index; a document's own is store.file_index(id)
+
+    def _mget(self, ids: list[str]) -> list[dict]:
+        """Documents by id, in order, from whichever file index holds each (one request)."""
+        if not ids:
+            return []
+        if self.store.file_indices == 1:
+            return self.engine.mget(self.store.file_index(ids[0]), ids)
+        return self.engine.mget_docs([(self.store.file_index(doc_id), doc_id) for doc_id in ids])
+
     # --- recording and reading ------------------------------------------------------------------
 
     def record(self, files: Iterable[FileTask]) -> list[str]:
         """Create file documents in one bulk request; returns the ids that are new (existing ones are kept)."""
-        writes = [Write(self._index, FileTask.doc_id(task.job_id, task.bucket, task.file_key),
-                        task.model_dump(mode="json"), op="create") for task in files]
+        writes = []
+        for task in files:
+            doc_id = FileTask.doc_id(task.job_id, task.bucket, task.file_key)
+            writes.append(Write(self.store.file_index(doc_id), doc_id, task.model_dump(mode="json"), op="create"))
         if not writes:
             return []
         outcomes = bulk(self.store, writes, what="recording files")
@@ -61,7 +75,7 @@ class FileStore(DocumentStore):
 
         A file re-scanned into a later chunk stays with its first: it is not this chunk's own.
         """
-        docs = self.engine.mget(self._index, chunk.file_ids) if chunk.file_ids else []
+        docs = self._mget(chunk.file_ids)
         own, missing = [], 0
         for doc in docs:
             if not doc.get("found"):
@@ -78,7 +92,7 @@ class FileStore(DocumentStore):
         found: dict[str, FileTask] = {}
         for start in range(0, len(keys), batch):
             part = keys[start:start + batch]
-            docs = self.engine.mget(self._index, [FileTask.doc_id(job_id, bucket, key) for key in part])
+            docs = self._mget([FileTask.doc_id(job_id, bucket, key) for key in part])
             for key, doc in zip(part, docs):
                 if doc.get("found"):
                     found[key] = FileTask.model_validate(doc["_source"])
@@ -226,7 +240,7 @@ class FileStore(DocumentStore):
         return not lease.lost.is_set()
 
     def _write(self, claim: Claim) -> Write:
-        return Write(self._index, claim.id, claim.task.model_dump(mode="json"), seq_no=claim.seq_no,
+        return Write(self.store.file_index(claim.id), claim.id, claim.task.model_dump(mode="json"), seq_no=claim.seq_no,
                      primary_term=claim.primary_term)
 
     def _refused_result(self, claim: Claim, outcome) -> None:
@@ -241,7 +255,7 @@ class FileStore(DocumentStore):
         """After conflicts: keep what we wrote if it is there (a retried request), else learn the newer state."""
         if not claims:
             return
-        for claim, doc in zip(claims, self.engine.mget(self._index, [c.id for c in claims])):
+        for claim, doc in zip(claims, self._mget([c.id for c in claims])):
             if not doc.get("found"):
                 claim.dirty = False
                 continue
@@ -299,7 +313,7 @@ class FileStore(DocumentStore):
 
     def get(self, ids: list[str]) -> list[FileTask | None]:
         """Files by document id, in one mget (always current, unlike a search); None where there is none."""
-        docs = self.engine.mget(self._index, ids) if ids else []
+        docs = self._mget(ids)
         return [FileTask.model_validate(doc["_source"]) if doc.get("found") else None for doc in docs]
 
     def matching(self, job_id: str, statuses: list[str], size: int = 500) -> Iterable[Claim]:
