@@ -46,7 +46,7 @@ class Settings(BaseModel):
     task_batch_size: int = Field(16, ge=1, le=1024, description="files per call of a task.py's main_batch(file_names)")
     stop_grace_seconds: float = Field(30.0, ge=0, description="on SIGTERM (docker stop, a Spot interruption) a worker lets its files in flight finish this long, then gives the rest back")
     flush_files: int = Field(100, ge=1, description="a worker writes results after this many files ...")
-    flush_seconds: float = Field(5.0, gt=0, description="... or after this many seconds, whichever is first")
+    flush_seconds: float = Field(2.0, gt=0, description="... or after this many seconds, whichever is first (also how fresh `status` is)")
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
     retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
     endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")

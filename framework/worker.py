@@ -523,8 +523,8 @@ class Worker:
     def _flush_due(self) -> None:
         now = time.monotonic()
         for held in self.held:
-            if held.lease.lost.is_set():
-                continue
+            if held.lease.lost.is_set() or not (held.todo or held.running):
+                continue  # (a chunk with nothing left is written once, DONE, by _finish_chunks)
             stale = now - held.flushed_at >= self.settings.flush_seconds
             if held.results >= self.settings.flush_files or (stale and (
                     any(claim.dirty for claim in held.view) or held.running != held.lease.chunk.in_flight)):
