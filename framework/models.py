@@ -288,6 +288,8 @@ class Chunk(BaseModel):
     in_flight: int = 0  # files its lease holder was working at its last write
     # its last holder lost the lease with work under way (it died, or lost Elasticsearch): work its files carefully
     suspect: bool = False
+    # claimed while PENDING (its writer was slower than the grace): files may be written to it after it is done
+    adopted: bool = False
     created_at: int = Field(default_factory=now_ms)
     done_at: int | None = None
 

@@ -89,7 +89,7 @@ def test_files_a_late_writer_left_outside_every_chunk_are_worked_before_the_job_
     assert store.files.flush(view, lease, lease_seconds=30, end=ChunkStatus.DONE)
     job = store.jobs.finalize("late")
     assert job.status == JobStatus.COMPLETED and job.counts["COMPLETED"] == 3
-    assert not any("differed" in event for event in job.events)
+    assert job.counts == store.files.counts("late")  # the chunks' sums, checked against the files themselves
 
 
 # --- 2. an ended job with unworked files can be recovered ------------------------------------------------
@@ -208,7 +208,7 @@ def test_bulk_items_refused_for_now_are_written_again_and_nothing_is_lost(settin
     assert Counter(json.loads(line)["key"] for line in calls.read_text().splitlines()) == Counter(dict.fromkeys(keys, 1))
     final = store.jobs.get(job["job_id"])
     assert final.counts["COMPLETED"] == 30 and final.total == 30
-    assert not any("differed" in event for event in final.events)
+    assert final.counts == store.files.counts(final.job_id)  # the chunks' sums, checked against the files themselves
 
 
 # --- 6. a label past the keyword limit -----------------------------------------------------------------------

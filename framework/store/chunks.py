@@ -139,6 +139,9 @@ class ChunkStore(DocumentStore):
         if chunk.status == ChunkStatus.LEASED:
             # its holder's lease ran out with the chunk unfinished: it died (or lost Elasticsearch) mid-work
             chunk.suspect = True
+        elif chunk.status == ChunkStatus.PENDING:
+            # its writer is past the grace: it may yet write files to the chunk (JobStore.finalize reads them)
+            chunk.adopted = True
         chunk.status = ChunkStatus.LEASED
         chunk.lease_owner = worker_id
         chunk.lease_expires_at = now_ms() + int(lease_seconds * 1000)
@@ -259,6 +262,13 @@ class ChunkStore(DocumentStore):
             if self._write_if(chunk_id, {**chunk.model_dump(mode="json"), "counts": counts}, seq_no,
                               primary_term) is not None:
                 return
+
+    def adopted(self, job_id: str) -> list[Chunk]:
+        """The job's chunks that were claimed while PENDING (refreshed first): usually none."""
+        self.store.refresh("chunks")
+        query = {"bool": {"filter": [{"term": {"job_id": job_id}}, {"term": {"adopted": True}}]}}
+        return [Chunk.model_validate(hit["_source"])
+                for hit in self._all({"query": query}, [{"seq": "asc"}, {"chunk_id": "asc"}])]
 
     def of_job(self, job_id: str) -> Iterable[Chunk]:
         """Every chunk of a job, in seq order (refreshed first)."""

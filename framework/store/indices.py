@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence;
-# 4: chunks.counts, chunks.in_flight, chunks.suspect (counts kept per chunk), jobs.closed_at,
+# 4: chunks.counts, chunks.in_flight, chunks.suspect, chunks.adopted (counts kept per chunk), jobs.closed_at,
 # jobs.concurrency
 MAPPING_VERSION = 4
 
@@ -64,6 +64,7 @@ MAPPINGS: dict[str, dict] = {
             "NOT_STARTED", "PROCESSING", "COMPLETED", "ERROR", "CANCELLED")}},
         "in_flight": INT,
         "suspect": {"type": "boolean"},
+        "adopted": {"type": "boolean"},
         "created_at": MILLIS,
         "done_at": MILLIS,
     },

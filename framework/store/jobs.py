@@ -24,7 +24,6 @@ from .documents import DocumentStore
 
 CHANGE_TRIES = 50
 REPAIR_CHUNK = 100
-DRIFT_NOTE = "counts kept on chunks differed from the files"
 
 
 class JobStore(DocumentStore):
@@ -142,21 +141,26 @@ class JobStore(DocumentStore):
     def finalize(self, job_id: str) -> Job:
         """End the job exactly once, when its last chunk is done and its files agree; a no-op otherwise.
 
-        The counts come from an aggregation over the job's files, taken once here; a file still
-        NOT_STARTED or PROCESSING keeps the job running (files.repair gives it a chunk).
+        Its counts are the sums over its chunks, exact once every chunk is DONE: each finishing
+        worker wrote its chunk's counts in the same request as its files. What a chunk cannot know
+        of is a file written to it after it was done, and only a chunk claimed while PENDING (its
+        writer slower than the grace) can get one: the files of those chunks are read again here,
+        by id, and an unfinished one is given a chunk of its own, so the job goes on until it is
+        worked. Nothing here searches or aggregates the files index (at a million files, that
+        would hold the embedded server for seconds).
         """
         job = self.get(job_id)
         if job.status.terminal or job.status == JobStatus.SCANNING or job.accepting or job.adds_under_way():
             return job  # cheap answer first: idle workers of a long-running job ask this every poll
         if self.store.chunks.unfinished(job_id):
             return job
-        counts = self.store.files.counts(job_id)
-        if counts[FileStatus.NOT_STARTED.value] or counts[FileStatus.PROCESSING.value]:
-            self._repair(job)  # files no chunk holds: give them one, and the job goes on
+        if self._repair(job, self._late_files(job_id)):
             return self.get(job_id)
-        kept = self.counts(job_id)
-        if kept != counts:  # never seen: the chunks' counts are written with their files; say so if it happens
-            self.note(job_id, f"{DRIFT_NOTE}: chunks said {kept}, files say {counts}")
+        counts = self.counts(job_id)
+        if counts[FileStatus.NOT_STARTED.value] or counts[FileStatus.PROCESSING.value]:
+            # a DONE chunk counting unfinished files: only lost writes (a killed server) lead here
+            self._repair(job, self._unfinished_files(job_id))
+            return self.get(job_id)
 
         def end(job: Job) -> Job | None:
             if job.status.terminal or job.status == JobStatus.SCANNING:
@@ -175,26 +179,33 @@ class JobStore(DocumentStore):
 
         return self.change(job_id, end)
 
-    def _repair(self, job: Job) -> int:
-        """Give the job's unfinished files that no unfinished chunk holds a chunk of their own; returns how many.
+    def _late_files(self, job_id: str) -> list:
+        """Unfinished files of the job's chunks that were claimed while PENDING (read by id)."""
+        late = []
+        for chunk in self.store.chunks.adopted(job_id):
+            own, _ = self.store.files.of_chunk(chunk)
+            late += [claim for claim in own if not claim.task.status.terminal]
+        return late
 
-        Only a writer that died between its steps, or one slower than PENDING's grace, leaves
-        such files; this is the net under every path that records files.
-        """
-        store = self.store
-        stray = list(store.files.matching(job.job_id, [FileStatus.NOT_STARTED.value, FileStatus.PROCESSING.value]))
-        chunks = store.chunks.get(sorted({claim.task.chunk_id for claim in stray}))
-        stray = [claim for claim in stray
-                 if claim.task.chunk_id not in chunks or chunks[claim.task.chunk_id][0].status == ChunkStatus.DONE]
-        moved = sum(store.move(job.job_id, stray[start:start + REPAIR_CHUNK], workers=job.workers_requested, tag="fix-",
-                               reopen=False) for start in range(0, len(stray), REPAIR_CHUNK))
+    def _unfinished_files(self, job_id: str) -> list:
+        """Unfinished files of the job that no unfinished chunk holds (a search: the last resort)."""
+        stray = list(self.store.files.matching(job_id, [FileStatus.NOT_STARTED.value, FileStatus.PROCESSING.value]))
+        chunks = self.store.chunks.get(sorted({claim.task.chunk_id for claim in stray}))
+        return [claim for claim in stray
+                if claim.task.chunk_id not in chunks or chunks[claim.task.chunk_id][0].status == ChunkStatus.DONE]
+
+    def _repair(self, job: Job, stray: list) -> int:
+        """Give unfinished files that no unfinished chunk holds a chunk of their own; returns how many moved."""
+        moved = sum(self.store.move(job.job_id, stray[start:start + REPAIR_CHUNK], workers=job.workers_requested,
+                                    tag="fix-", reopen=False) for start in range(0, len(stray), REPAIR_CHUNK))
         if moved:
             self.note(job.job_id, f"{moved} unfinished file(s) that no chunk held were given a new chunk")
         return moved
 
     def recount(self, job_id: str) -> Job:
-        """Store fresh counts on an ended job (after a cancel drained its chunks), from its files."""
-        counts = self.store.files.counts(job_id)
+        """Store fresh counts on an ended job (after a cancel drained its chunks), from its chunks."""
+        self.store.refresh("chunks")
+        counts = self.counts(job_id)
 
         def update(job: Job) -> Job | None:
             if not job.status.terminal or job.counts == counts:
