@@ -9,16 +9,17 @@ from .chunks import ChunkStore
 from .endpoints import EndpointStore
 from .engines import Connection, Engine, connect, without_credentials
 from .files import FileStore
-from .indices import MAPPING_VERSION, MAPPINGS, mapping
+from .indices import MAPPING_VERSION, MAPPINGS, index_settings, mapping
 from .jobs import JobStore
 
 
 class Store:
     """The indices under one prefix, and a verb-named store for each kind of document."""
 
-    def __init__(self, engine: Engine, *, prefix: str = "spotbot-"):
+    def __init__(self, engine: Engine, *, prefix: str = "spotbot-", replicas: int | None = None):
         self.engine = engine
         self.prefix = prefix
+        self.replicas = replicas  # of the indices init() creates; None: the engine's default
         self.bots = BotRegistry(self)
         self.jobs = JobStore(self)
         self.chunks = ChunkStore(self)
@@ -28,7 +29,7 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings, *, init: bool = True) -> "Store":
         """Connect; with init, create missing indices first (workers skip it: their scheduler did it)."""
-        store = cls(connect(settings.connection()), prefix=settings.index_prefix)
+        store = cls(connect(settings.connection()), prefix=settings.index_prefix, replicas=settings.es_replicas)
         if init:
             store.init()
         return store
@@ -43,7 +44,7 @@ class Store:
             name = self.index(kind)
             if not self.engine.index_exists(name):
                 try:
-                    self.engine.create_index(name, mapping(kind))
+                    self.engine.create_index(name, mapping(kind), index_settings(self.replicas))
                     changed.append(name)
                 except StoreError as exc:
                     if "already_exists" not in str(exc):
