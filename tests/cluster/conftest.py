@@ -103,7 +103,7 @@ def whole_cluster(cluster):
 
 
 @pytest.fixture
-def settings(stack, tmp_path, whole_cluster) -> Settings:
+def settings(whole_cluster, stack, tmp_path) -> Settings:
     """The suite's settings, on the cluster's three nodes with one replica per index."""
     return Settings(
         home=tmp_path / "home",
