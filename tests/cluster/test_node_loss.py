@@ -137,7 +137,8 @@ def retried_failures(lines: list[str]) -> Counter:
 
 
 def failovers(lines: list[str], port: int) -> int:
-    """How often a worker's client gave up on the member at `port` and sent its request to another one."""
+    """How often a worker's client gave up on the member at `port` and sent its request to another one
+    (opensearch-py's warning when it puts a connection on timeout)."""
     return sum(1 for line in lines if f"Connection <Urllib3HttpConnection: http://127.0.0.1:{port}> has failed" in line)
 
 
@@ -171,7 +172,7 @@ def test_losing_the_node_with_the_files_primary_mid_job(settings, store, storage
         probe.stop()
 
     # Then the job completed with every file once, one output each, and no file worked twice
-    rows, job = check_invariants(settings, store, storage, fault_bucket, "fault", list(files), "COMPLETED")
+    rows, _ = check_invariants(settings, store, storage, fault_bucket, "fault", list(files), "COMPLETED")
     assert all(r["status"] == "COMPLETED" and r["attempts"] == 1 for r in rows)
     assert calls_by_key(Path(fault.path)) == {key: 1 for key in files}
     assert kill["calls_before"] < len(files)  # the kill landed while work remained
@@ -184,14 +185,15 @@ def test_losing_the_node_with_the_files_primary_mid_job(settings, store, storage
     moved = failovers(lines, kill["victim"])
     assert moved >= 1  # the workers' clients did meet the dead member, and went on with the two others
 
-    stall = fault.longest_gap(after=kill["killed_at"])
+    after = kill["killed_at"]
+    role = "files primary, elected cluster manager" if kill["was_manager"] else "files primary"
     figures = (
-        f"\nnode loss: killed node-{kill['victim']} (files primary{', elected cluster manager' if kill['was_manager'] else ''}) "
-        f"after {kill['calls_before']} of {len(files)} files; no file progress for {stall:.1f}s around the kill "
-        f"(one worker idle at most {fault.longest_gap_of_a_worker(after=kill['killed_at']):.1f}s; longest pause of the "
-        f"undisturbed run {calm.longest_gap():.1f}s); files worked in {fault.span():.1f}s vs {calm.span():.1f}s "
-        f"undisturbed (+{fault.span() - calm.span():.1f}s); job {fault_total:.1f}s vs {calm_total:.1f}s submit to end (the undisturbed run also started the endpoint); "
-        f"the files index took no write for {probe.longest_gap(after=kill['killed_at']):.2f}s (a write every 50 ms; "
+        f"\nnode loss: killed node-{kill['victim']} ({role}) after {kill['calls_before']} of {len(files)} files; "
+        f"no file progress for {fault.longest_gap(after=after):.1f}s around the kill (one worker idle at most "
+        f"{fault.longest_gap_of_a_worker(after=after):.1f}s; longest pause of the undisturbed run {calm.longest_gap():.1f}s); "
+        f"files worked in {fault.span():.1f}s vs {calm.span():.1f}s undisturbed ({fault.span() - calm.span():+.1f}s); "
+        f"job {fault_total:.1f}s vs {calm_total:.1f}s submit to end (the undisturbed run also started the endpoint); "
+        f"the files index took no write for {probe.longest_gap(after=after):.2f}s (a write every 50 ms; "
         f"{sum(probe.failed.values())} failed: {dict(probe.failed) or 'none'})"
     )
     retried = retried_failures(lines)
