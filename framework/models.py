@@ -53,6 +53,7 @@ class FileStatus(str, Enum):
 
 
 class ChunkStatus(str, Enum):
+    PENDING = "PENDING"  # recorded, its files still being written: nobody may claim it yet
     OPEN = "OPEN"
     LEASED = "LEASED"
     DONE = "DONE"
@@ -237,6 +238,7 @@ class Job(BaseModel):
     total: int = 0
     chunks: int = 0
     workers_requested: int = 1
+    concurrency: int = 1  # files each worker works at once (SPOTBOT_CONCURRENCY when the job was submitted)
     workers: dict[str, Worker] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     error: str = ""
@@ -251,6 +253,7 @@ class Job(BaseModel):
     created_at: int = Field(default_factory=now_ms)
     running_at: int | None = None
     finished_at: int | None = None
+    closed_at: int | None = None  # when a long-running job stopped taking files
 
     def adds_under_way(self, now: int | None = None) -> bool:
         now = now_ms() if now is None else now
@@ -263,17 +266,28 @@ class Job(BaseModel):
 
 
 class Chunk(BaseModel):
-    """A run of up to chunk_size files: the unit of work and of leases."""
+    """A run of up to chunk_size files: the unit of work, of leases and of counting.
+
+    `counts` holds how many of the chunk's own files are in each status (a file listed by two
+    chunks, as after a re-scan, belongs to the one its document names). Only the chunk's
+    lease holder changes its files, and it writes their new states and these counts in the
+    same bulk request, so a job's counts are a sum over its chunks, never an aggregation over
+    its files (see store/chunks.py for why they cannot drift).
+    """
 
     chunk_id: str
     job_id: str
     seq: int
     batch_id: int
     file_ids: list[str]
-    status: ChunkStatus = ChunkStatus.OPEN
+    status: ChunkStatus = ChunkStatus.PENDING
     lease_owner: str = ""
     lease_expires_at: int = 0
     claims: int = 0
+    counts: dict[str, int] = Field(default_factory=dict)
+    in_flight: int = 0  # files its lease holder was working at its last write
+    # its last holder lost the lease with work under way (it died, or lost Elasticsearch): work its files carefully
+    suspect: bool = False
     created_at: int = Field(default_factory=now_ms)
     done_at: int | None = None
 

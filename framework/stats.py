@@ -75,7 +75,7 @@ def class_counts(store: Store, job_id: str, by: list[str], *, offset: str = "+00
         inner = node["aggs"]
     inner.update(LEAF)
     store.refresh("files")
-    answer = store.engine.search(store.index("files"), {"size": 0, "track_total_hits": True,
+    answer = store.engine.search(store.target("files"), {"size": 0, "track_total_hits": True,
                                                         "query": {"bool": {"filter": filters}}, "aggs": aggs})
     rows: list[dict[str, Any]] = []
     _walk(answer["aggregations"], by, {}, rows, offset)

@@ -82,7 +82,8 @@ class Storage:
                 signature_version="s3v4",
                 retries={"mode": "standard", "max_attempts": 6},
                 s3={"addressing_style": "path"} if self.endpoint_url else {},
-                max_pool_connections=32,
+                # a worker reads and writes as many files at once as its concurrency, each in a thread of its own
+                max_pool_connections=max(32, 2 * settings.concurrency),
             ),
             **credentials,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from .errors import SpotbotError, TaskError
+from .errors import ConfigError, LaunchError, SpotbotError, TaskError
 from .launchers import Launcher, launcher
 from .models import Job, JobStatus, Worker, WorkerState, now_ms
 from .retry import retrying
@@ -60,13 +60,13 @@ class Supervisor:
         ended = self._ended_workers(job)
         waiting = self._waiting_workers(job)
         if waiting:
-            job = self.scheduler.record_workers(job_id, waiting, note="; ".join(
+            job = self.store.jobs.record_workers(job_id, waiting, note="; ".join(
                 f"worker {w.id} waits to start: {w.reason}" for w in waiting))
         if ended:
-            job = self.scheduler.record_workers(job_id, ended)
+            job = self.store.jobs.record_workers(job_id, ended)
             bad = [w for w in ended if w.exit_code == TaskError.exit_code]
             if bad:  # a task.py that cannot load fails the same way on every relaunch
-                return self.scheduler.fail(job_id, f"worker {bad[0].id} could not start its task: "
+                return self.store.jobs.fail(job_id, f"worker {bad[0].id} could not start its task: "
                                                    f"{self.launcher_of(bad[0]).last_words(bad[0])}")
         alive = [w for w in job.workers.values() if w.state in LIVE]
         dead = [w for w in ended if w.state != WorkerState.EXITED]
@@ -146,18 +146,24 @@ class Supervisor:
             ended.append(worker.model_copy(update={
                 "state": WorkerState.EXITED, "exit_code": None if state in LIVE else code, "ended_at": now_ms(),
                 "reason": f"stopped: the job had ended {job.status.value}"}))
-        return self.scheduler.record_workers(job.job_id, ended) if ended else job
+        return self.store.jobs.record_workers(job.job_id, ended) if ended else job
 
     def _replace(self, job: Job, gone: list[Worker], alive: list[Worker]) -> Job:
         bot = self.store.bots.get(job.bot)
         for worker in gone:
             if self.budget(job) <= 0:
                 if not alive:
-                    return self.scheduler.fail(job.job_id, "every worker died and the relaunch budget is spent; "
+                    return self.store.jobs.fail(job.job_id, "every worker died and the relaunch budget is spent; "
                                                            "see the workers' logs and `spotbot retry`")
                 break
             self._budgets[job.job_id] -= 1
-            self.scheduler.relaunch(job, bot, worker, reason=f"{worker.reason or 'ended'} while work remained")
+            try:
+                alive.append(self.scheduler.relaunch(job, bot, worker,
+                                                     reason=f"{worker.reason or 'ended'} while work remained"))
+            except (LaunchError, ConfigError) as exc:  # tried again at the next look, while the budget lasts
+                self.store.jobs.note(job.job_id, f"could not relaunch worker {worker.id}: {exc}")
+                if not alive and self.budget(job) <= 0:
+                    return self.store.jobs.fail(job.job_id, f"no worker could be started: {exc}")
         return self.store.jobs.get(job.job_id)
 
     def _check_endpoints(self, job: Job) -> None:
@@ -187,7 +193,7 @@ class Supervisor:
     def watch_all(self) -> Iterator[list[Job]]:
         """Supervise every RUNNING job until none is left."""
         while True:
-            running = [job for job in self.store.jobs.list() if job.status == JobStatus.RUNNING]
+            running = list(self.store.jobs.each(status=JobStatus.RUNNING))
             if not running:
                 return
             yield [self.step(job.job_id) for job in running]

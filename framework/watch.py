@@ -16,6 +16,8 @@ How new objects are found:
   job, bucket and key), and Scheduler.add_files records only new keys anyway.
 - An object overwritten in place keeps its key, so it is the same file and is not processed
   again; a new version must come under a new key (or in a new job) to be worked again.
+- Outputs never land under the input prefix (the scheduler refuses overlapping prefixes), so a
+  watcher never takes its own results for new files.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ConfigError
+from .errors import ConfigError, WrongState
 from .models import Job, now_ms
 from .retry import retrying
 from .s3events import EventQueue
@@ -64,8 +66,6 @@ class Watcher:
         self.sweep_seconds = sweep_seconds
         self.queue = queue
         self.source = parse_uri(job.input_uri, field="input")
-        dest = parse_uri(job.output_uri, field="output")
-        self.exclude = dest if self.source.contains(dest) else None  # our own outputs, inside the input prefix
         self.file_types = self.store.bots.get(job.bot).file_types
         self.cursor = dict(job.cursor)
         self.supervisor = Supervisor(scheduler)
@@ -74,29 +74,27 @@ class Watcher:
 
     @classmethod
     def open(cls, scheduler: Scheduler, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-             job_id: str | None = None, interval: float, sweep_seconds: float, queue: EventQueue | None = None,
+             job_id: str | None = None, concurrency: int | None = None, interval: float, sweep_seconds: float, queue: EventQueue | None = None,
              skip_existing: bool = False) -> "Watcher":
         """Open (or reopen) the long-running job and a watcher of its prefix."""
         if queue is not None:
             queue.check()
-        job = scheduler.open(bot_name, input_uri, output_uri, workers=workers, job_id=job_id)
+        job = scheduler.open(bot_name, input_uri, output_uri, workers=workers, job_id=job_id, concurrency=concurrency)
         if job.status.terminal:
-            raise ConfigError(f"job {job.job_id} has ended ({job.status.value}); watch with a new --job-id", field="--job-id")
+            raise ConfigError(f"job {job.job_id} has ended ({job.status.value}); watch with a new job id", field="job_id")
         if skip_existing and "since" not in job.cursor and not job.cursor.get("mark"):
             # only the first watcher of a job decides: a resumed watcher keeps what the job was started with.
             # S3 keeps LastModified in whole seconds: an object of this very second counts as new, rather than be lost
             since = now_ms() // 1000 * 1000
-            job = scheduler.store.jobs.change(job.job_id, lambda current: _with(current, since=since))
+            job = scheduler.store.jobs.save_cursor(job.job_id, since=since)
         return cls(scheduler, job, interval=interval, sweep_seconds=sweep_seconds, queue=queue)
 
     # --- one look ----------------------------------------------------------------------------
 
     def wanted(self, obj: S3Object) -> bool:
-        """Whether the bot takes it: under the prefix, of its file types, not our output, not left by --skip-existing."""
+        """Whether the bot takes it: under the prefix, of its file types, not left by --skip-existing."""
         key = obj.key
         if key.endswith("/") or not key.startswith(self.source.prefix) or not has_suffix(key, self.file_types):
-            return False
-        if self.exclude and key.startswith(self.exclude.prefix):
             return False
         return obj.modified_ms >= self.cursor.get("since", 0)
 
@@ -163,7 +161,7 @@ class Watcher:
 
     def _save(self, **changes) -> None:
         self.cursor.update(changes)
-        self.store.jobs.change(self.job_id, lambda job: _with(job, **changes))
+        self.store.jobs.save_cursor(self.job_id, **changes)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -177,7 +175,7 @@ class Watcher:
             if job.accepting and not job.status.terminal:
                 try:
                     look = retrying(self.look, seconds=self.settings.retry_seconds, what=f"watching {self.source.uri}")
-                except ConfigError:
+                except WrongState:
                     job = self.store.jobs.get(self.job_id)
                     if job.accepting and not job.status.terminal:
                         raise
@@ -193,7 +191,3 @@ class Watcher:
             if stop.is_set() or stop.wait(max(0.0, rest)):
                 return job
 
-
-def _with(job: Job, **changes) -> Job:
-    job.cursor = {**job.cursor, **changes}
-    return job

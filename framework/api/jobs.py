@@ -132,7 +132,7 @@ def submit(submission: JobSubmission, state: Api = Depends(api)) -> JSONResponse
         if not started.status.terminal:
             state.background.supervise(job.job_id)
 
-    state.background.run(f"job {job.job_id}", run, on_error=lambda exc: scheduler.fail(job.job_id, f"submit: {exc}"))
+    state.background.run(f"job {job.job_id}", run, on_error=lambda exc: state.store.jobs.fail(job.job_id, f"submit: {exc}"))
     return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
 
 

@@ -18,8 +18,10 @@ from .app import Context, handled, main
 @main.command()
 @click.option("--bot", "bot_name", help="Name of a registered bot (with --job-id of an existing job: taken from it).")
 @click.option("--input", "input_uri", help="s3://bucket/prefix to watch for new objects.")
-@click.option("--output", "output_uri", help="s3://bucket/prefix where results go (excluded from the watch).")
+@click.option("--output", "output_uri", help="s3://bucket/prefix where results go (not inside --input).")
 @click.option("--bots", "workers", type=click.IntRange(1, 1024), help="How many bot workers (default: SPOTBOT_WORKERS).")
+@click.option("--concurrency", type=click.IntRange(1, 256),
+              help="Files each worker works at once (default: SPOTBOT_CONCURRENCY).")
 @click.option("--job-id", help="Choose the job id; an existing watch job's id resumes it from its stored mark.")
 @click.option("--interval", type=click.FloatRange(0.1, 300), help="Seconds between looks (default: SPOTBOT_WATCH_INTERVAL).")
 @click.option("--sweep", "sweep_seconds", type=click.FloatRange(0, 86400),
@@ -32,7 +34,7 @@ from .app import Context, handled, main
 @click.pass_obj
 @handled
 def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri: str | None, workers: int | None,
-          job_id: str | None, interval: float | None, sweep_seconds: float | None, sqs_queue_url: str | None,
+          concurrency: int | None, job_id: str | None, interval: float | None, sweep_seconds: float | None, sqs_queue_url: str | None,
           skip_existing: bool, close_on_exit: bool, as_json: bool) -> None:
     """Record and process new objects of an S3 prefix as they appear, until Ctrl-C or SIGTERM.
 
@@ -65,6 +67,7 @@ def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri:
     queue = EventQueue(sqs_queue_url, settings) if sqs_queue_url else None
     scheduler = obj.scheduler()
     watcher = Watcher.open(scheduler, bot_name, input_uri, output_uri, workers=workers, job_id=job_id,
+                           concurrency=concurrency,
                            interval=interval or settings.watch_interval,
                            sweep_seconds=settings.watch_sweep_seconds if sweep_seconds is None else sweep_seconds,
                            queue=queue, skip_existing=skip_existing)

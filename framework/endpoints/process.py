@@ -69,9 +69,13 @@ class ProcessEndpoints(HttpInvoker):
         self.check(spec.image)
         port = free_port()
         logs = self.settings.home / "logs" / "endpoints"
-        logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{spec.name}.log"
-        with open(log_path, "ab") as log:
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "ab")
+        except OSError as exc:
+            raise EndpointError(f"cannot start endpoint {spec.name!r}: its log {log_path}: {exc}", name=spec.name) from None
+        with log:
             process = subprocess.Popen(
                 [sys.executable, "-m", SERVING_MODULE, "--handler", spec.image, "--port", str(port), "--model-dir", str(model_dir)],
                 stdout=log,

@@ -94,6 +94,10 @@ class ElasticsearchEngine:
         with self._errors():
             return list(self.client.mget(index=index, ids=ids)["docs"])
 
+    def mget_docs(self, docs: list[tuple[str, str]]) -> list[dict]:
+        with self._errors():
+            return list(self.client.mget(docs=[{"_index": index, "_id": doc_id} for index, doc_id in docs])["docs"])
+
     def search(self, index: str, body: dict) -> dict:
         with self._errors():
             return dict(self.client.search(index=index, **body))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-MAPPING_VERSION = 3  # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence
+# 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence;
+# 4: chunks.counts, chunks.in_flight, chunks.suspect (counts kept per chunk), jobs.closed_at,
+# jobs.concurrency
+MAPPING_VERSION = 4
 
 KEYWORD = {"type": "keyword"}
 MILLIS = {"type": "date", "format": "epoch_millis"}
@@ -32,6 +35,7 @@ MAPPINGS: dict[str, dict] = {
         "total": {"type": "long"},
         "chunks": INT,
         "workers_requested": INT,
+        "concurrency": INT,
         "workers": STORED,
         "counts": STORED,
         "error": {"type": "text"},
@@ -43,6 +47,7 @@ MAPPINGS: dict[str, dict] = {
         "created_at": MILLIS,
         "running_at": MILLIS,
         "finished_at": MILLIS,
+        "closed_at": MILLIS,
     },
     "chunks": {
         "chunk_id": KEYWORD,
@@ -54,6 +59,11 @@ MAPPINGS: dict[str, dict] = {
         "lease_owner": KEYWORD,
         "lease_expires_at": MILLIS,
         "claims": INT,
+        # per status, how many of its own files are in it: summed per job (the files index is never aggregated to count)
+        "counts": {"type": "object", "properties": {status: INT for status in (
+            "NOT_STARTED", "PROCESSING", "COMPLETED", "ERROR", "CANCELLED")}},
+        "in_flight": INT,
+        "suspect": {"type": "boolean"},
         "created_at": MILLIS,
         "done_at": MILLIS,
     },

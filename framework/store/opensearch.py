@@ -106,6 +106,10 @@ class OpenSearchEngine:
         with self._errors():
             return self.client.mget(index=index, body={"ids": ids})["docs"]
 
+    def mget_docs(self, docs: list[tuple[str, str]]) -> list[dict]:
+        with self._errors():
+            return self.client.mget(body={"docs": [{"_index": index, "_id": doc_id} for index, doc_id in docs]})["docs"]
+
     def search(self, index: str, body: dict) -> dict:
         body = dict(body)
         params = _params(seq_no_primary_term=body.pop("seq_no_primary_term", None))
