@@ -76,10 +76,9 @@ def test_replicas_are_set_on_the_indices_spotbot_creates(settings, store):
     try:
         url = settings.es_url
         for kind in ("files", "chunks"):
-            made = requests.get(f"{url}/{asked.index(kind)}/_settings", timeout=10).json()
-            assert made[asked.index(kind)]["settings"]["index"]["number_of_replicas"] == "2"
-            default = requests.get(f"{url}/{store.index(kind)}/_settings", timeout=10).json()
-            assert default[store.index(kind)]["settings"]["index"]["number_of_replicas"] != "2"
+            for made, name in [(asked, name) for name in asked.names(kind)] + [(store, store.names(kind)[0])]:
+                replicas = requests.get(f"{url}/{name}/_settings", timeout=10).json()[name]["settings"]["index"]
+                assert (replicas["number_of_replicas"] == "2") == (made is asked), name
     finally:
         asked.drop()
 

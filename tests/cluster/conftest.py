@@ -121,6 +121,8 @@ def settings(whole_cluster, stack, tmp_path) -> Settings:
         endpoint_timeout=30,
         workers=2,
         chunk_size=5,
+        # one file at a time per worker, as in the rest of the suite: a pause between two calls is then a stall
+        concurrency=1,
     )
 
 
