@@ -20,7 +20,7 @@ class Settings(BaseModel):
     """Everything spotbot can be told; each field is one SPOTBOT_<NAME> environment variable."""
 
     home: Path = Field(Path(".spotbot"), description="where the embedded stack keeps data, logs and state")
-    es_url: str = Field("", description="Elasticsearch URL (default: the embedded stack's)")
+    es_url: str = Field("", description="Elasticsearch URL (default: the embedded stack's); several comma-separated URLs of one cluster's nodes let the client fail over between them")
     es_engine: str = Field("auto", description="auto (from GET /), elasticsearch or opensearch")
     es_username: str = Field("", description="Elasticsearch basic-auth user (or user:password@ in the URL)")
     es_password: SecretStr | None = Field(None, description="Elasticsearch basic-auth password")
@@ -28,6 +28,7 @@ class Settings(BaseModel):
     es_auth: str = Field("", description="sigv4: sign requests with the AWS credentials (Amazon OpenSearch Service)")
     es_ca_certs: str = Field("", description="CA bundle file for an https:// Elasticsearch")
     es_verify_certs: bool = Field(True, description="false skips TLS certificate checks (warns)")
+    es_replicas: int | None = Field(None, ge=0, le=10, description="replicas of each index spotbot creates (unset: the engine's default; 1 on a cluster keeps every document when a node is lost; existing indices keep theirs)")
     index_prefix: str = Field("spotbot-", description="prefix of the Elasticsearch index names")
     file_indices: int = Field(0, ge=0, le=256, description="indices the file documents are spread over when a prefix is first used (0: 16 on the embedded server, whose updates cost in proportion to an index's size; 1 on a real node)")
     s3_endpoint_url: str = Field("", description="S3 endpoint URL (default: the embedded stack's, or AWS)")
@@ -57,6 +58,12 @@ class Settings(BaseModel):
     docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
     docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
     docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
+
+    @field_validator("es_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        # "a, b" and "a,b," mean the same nodes; one URL stays as given
+        return ",".join(url.strip() for url in value.split(",") if url.strip())
 
     @field_validator("docker_memory", "docker_endpoint_memory")
     @classmethod
@@ -153,12 +160,17 @@ class Settings(BaseModel):
             raise ConfigError(f"cannot read the local stack's state: {exc}", file=str(path)) from None
 
     def require_es(self) -> str:
+        """The first Elasticsearch URL: the node the seed's es_host / es_port / es_protocol name to a worker."""
+        return self.es_urls()[0]
+
+    def es_urls(self) -> list[str]:
+        """Every Elasticsearch URL of SPOTBOT_ES_URL (one, or several nodes of one cluster)."""
         if not self.es_url:
             raise ConfigError(
                 "no Elasticsearch to talk to: run `spotbot local up`, or set SPOTBOT_ES_URL",
                 field="SPOTBOT_ES_URL",
             )
-        return self.es_url
+        return self.es_url.split(",")
 
     def connection(self):
         """Where and how to reach Elasticsearch, for the store."""
@@ -168,7 +180,7 @@ class Settings(BaseModel):
             raise ConfigError(f"{self.es_auth!r} is not a known authentication; leave it empty or use sigv4",
                               field="SPOTBOT_ES_AUTH")
         return Connection(
-            url=self.require_es(), engine=self.es_engine, username=self.es_username,
+            url=",".join(self.es_urls()), engine=self.es_engine, username=self.es_username,
             password=self.es_password.get_secret_value() if self.es_password else "",
             api_key=self.es_api_key.get_secret_value() if self.es_api_key else "",
             auth=self.es_auth, region=self.region, ca_certs=self.es_ca_certs, verify_certs=self.es_verify_certs,
@@ -202,7 +214,9 @@ class Settings(BaseModel):
 
 
 def hide_password(url: str) -> str:
-    """A URL for display: a password in it becomes ***."""
+    """A URL (or comma-separated URLs) for display: a password in it becomes ***."""
+    if "," in url:
+        return ",".join(hide_password(one) for one in url.split(","))
     parts = urlsplit(url)
     if not parts.password:
         return url

@@ -18,7 +18,7 @@ from .chunks import ChunkStore, new_chunk
 from .endpoints import EndpointStore
 from .engines import Connection, Engine, connect, without_credentials
 from .files import Claim, FileStore
-from .indices import MAPPING_VERSION, MAPPINGS, mapping
+from .indices import MAPPING_VERSION, MAPPINGS, index_settings, mapping
 from .jobs import JobStore
 
 
@@ -28,12 +28,14 @@ EMBEDDED_FILE_INDICES = 16
 class Store:
     """The indices under one prefix, and a verb-named store for each kind of document."""
 
-    def __init__(self, engine: Engine, *, prefix: str = "spotbot-", retry_seconds: float = 120.0, file_indices: int = 0):
+    def __init__(self, engine: Engine, *, prefix: str = "spotbot-", retry_seconds: float = 120.0, file_indices: int = 0,
+                 replicas: int | None = None):
         self.engine = engine
         self.prefix = prefix
         self.retry_seconds = retry_seconds  # how long a bulk write keeps trying items refused for now (429, 5xx)
         self._file_indices_wanted = file_indices  # 0: 16 on the embedded server, 1 on a real node
         self._file_indices: int | None = None
+        self.replicas = replicas  # of the indices init() creates; None: the engine's default
         self.bots = BotRegistry(self)
         self.jobs = JobStore(self)
         self.chunks = ChunkStore(self)
@@ -44,7 +46,7 @@ class Store:
     def from_settings(cls, settings: Settings, *, init: bool = True) -> "Store":
         """Connect; with init, create missing indices first (workers skip it: their scheduler did it)."""
         store = cls(connect(settings.connection()), prefix=settings.index_prefix, retry_seconds=settings.retry_seconds,
-                    file_indices=settings.file_indices)
+                    file_indices=settings.file_indices, replicas=settings.es_replicas)
         if init:
             store.init()
         return store
@@ -105,7 +107,7 @@ class Store:
                 wanted["_meta"]["file_indices"] = self.file_indices  # the layout, read back by _file_layout
             if not self.engine.index_exists(name):
                 try:
-                    self.engine.create_index(name, wanted)
+                    self.engine.create_index(name, wanted, index_settings(self.replicas))
                     changed.append(name)
                 except StoreError as exc:
                     if "already_exists" not in str(exc):

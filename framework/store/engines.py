@@ -5,6 +5,11 @@ Which one is chosen by what the server says it is at GET / (or SPOTBOT_ES_ENGINE
 call returns plain dicts and raises spotbot's errors: Conflict for a 409, StoreUnavailable
 for a connection failure, 429 or 5xx, StoreError otherwise. Nothing above this file knows
 which client it has.
+
+A Connection may name several nodes of one cluster (comma-separated URLs). Both clients then
+spread requests over them and, when one stops answering, mark it dead for a while and send the
+request to another (up to three retries per call); only when none answers does a call raise
+StoreUnavailable, which callers retry for SPOTBOT_RETRY_SECONDS.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def without_credentials(url: str) -> str:
 class Connection:
     """Where and how to connect, from Settings."""
 
-    url: str
+    url: str  # one URL, or several comma-separated URLs of one cluster's nodes
     engine: str = "auto"  # auto | elasticsearch | opensearch
     username: str = ""
     password: str = ""
@@ -45,15 +50,26 @@ class Connection:
     timeout: float = 30.0
 
     @property
+    def urls(self) -> list[str]:
+        return [url.strip() for url in self.url.split(",") if url.strip()]
+
+    @property
+    def addresses(self) -> list[str]:
+        """Each node's URL without credentials: what the clients connect to."""
+        return [without_credentials(url) for url in self.urls]
+
+    @property
     def address(self) -> str:
-        return without_credentials(self.url)
+        """The nodes, for messages (a single URL reads as before)."""
+        return ",".join(self.addresses)
 
     def basic_auth(self) -> tuple[str, str] | None:
-        parts = urlsplit(self.url)
         if self.username:
             return self.username, self.password
-        if parts.username:
-            return parts.username, parts.password or ""
+        for url in self.urls:  # nodes of one cluster share their users: the first URL carrying one names it
+            parts = urlsplit(url)
+            if parts.username:
+                return parts.username, parts.password or ""
         return None
 
     def sigv4(self):
@@ -74,7 +90,7 @@ class Engine(Protocol):
 
     def info(self) -> dict: ...
     def index_exists(self, index: str) -> bool: ...
-    def create_index(self, index: str, mappings: dict) -> None: ...
+    def create_index(self, index: str, mappings: dict, settings: dict | None = None) -> None: ...
     def mapping(self, index: str) -> dict: ...
     def put_mapping(self, index: str, properties: dict, meta: dict) -> None: ...
     def delete_index(self, index: str) -> None: ...
@@ -101,32 +117,44 @@ def detect(connection: Connection) -> str:
         return "opensearch"  # Amazon OpenSearch Service, whatever version its domain runs
     auth: Any = connection.basic_auth()
     headers = {"Authorization": f"ApiKey {connection.api_key}"} if connection.api_key else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            answer = requests.get(connection.address + "/", auth=auth, headers=headers, timeout=connection.timeout,
-                                  verify=(connection.ca_certs or True) if connection.verify_certs else False)
-    except requests.RequestException as exc:
-        raise StoreUnavailable(
-            f"cannot reach Elasticsearch at {connection.address} ({type(exc).__name__}); "
-            "is it running? (`spotbot local up` starts the embedded one)", url=connection.address,
-        ) from None
-    if answer.status_code in (401, 403):
-        raise ConfigError(f"Elasticsearch at {connection.address} refused the credentials ({answer.status_code})",
-                          field="SPOTBOT_ES_URL")
-    try:
-        version = answer.json()["version"]
-    except (ValueError, KeyError):
-        raise StoreUnavailable(f"{connection.address} does not answer like Elasticsearch or OpenSearch "
-                               f"(HTTP {answer.status_code})", url=connection.address) from None
-    if version.get("distribution") == "opensearch" or int(str(version.get("number", "0")).split(".")[0]) < 8:
-        return "opensearch"
-    return "elasticsearch"
+    failure: StoreUnavailable | None = None
+    for address in connection.addresses:  # the first node that answers speaks for the cluster
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                answer = requests.get(address + "/", auth=auth, headers=headers, timeout=connection.timeout,
+                                      verify=(connection.ca_certs or True) if connection.verify_certs else False)
+        except requests.RequestException as exc:
+            failure = StoreUnavailable(
+                f"cannot reach Elasticsearch at {connection.address} ({type(exc).__name__}); "
+                "is it running? (`spotbot local up` starts the embedded one)", url=connection.address,
+            )
+            continue
+        if answer.status_code in (401, 403):
+            raise ConfigError(f"Elasticsearch at {address} refused the credentials ({answer.status_code})",
+                              field="SPOTBOT_ES_URL")
+        try:
+            version = answer.json()["version"]
+        except (ValueError, KeyError):
+            failure = StoreUnavailable(f"{address} does not answer like Elasticsearch or OpenSearch "
+                                       f"(HTTP {answer.status_code})", url=address)
+            continue
+        if version.get("distribution") == "opensearch" or int(str(version.get("number", "0")).split(".")[0]) < 8:
+            return "opensearch"
+        return "elasticsearch"
+    assert failure is not None  # connect() refuses a connection without URLs
+    raise failure
 
 
 def connect(connection: Connection) -> Engine:
-    if not connection.url.startswith(("http://", "https://")) or not urlsplit(connection.url).hostname:
-        raise ConfigError(f"{connection.address or connection.url!r} is not an http(s):// URL", field="SPOTBOT_ES_URL")
+    if not connection.urls:
+        raise ConfigError("no Elasticsearch URL given", field="SPOTBOT_ES_URL")
+    for url in connection.urls:
+        if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+            raise ConfigError(f"{without_credentials(url) or url!r} is not an http(s):// URL", field="SPOTBOT_ES_URL")
+    if len({urlsplit(url).scheme for url in connection.urls}) > 1:
+        raise ConfigError(f"the nodes {connection.address} mix http:// and https://; one cluster speaks one of them",
+                          field="SPOTBOT_ES_URL")
     if not connection.verify_certs:
         warnings.warn(f"TLS certificates of {connection.address} are not verified (SPOTBOT_ES_VERIFY_CERTS=false)",
                       stacklevel=2)

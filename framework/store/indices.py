@@ -108,3 +108,8 @@ MAPPINGS: dict[str, dict] = {
 
 def mapping(kind: str) -> dict:
     return {"dynamic": "strict", "_meta": {"spotbot_mapping_version": MAPPING_VERSION}, "properties": MAPPINGS[kind]}
+
+
+def index_settings(replicas: int | None) -> dict:
+    """Settings of a new index: the engine's defaults unless a number of replicas is asked for."""
+    return {} if replicas is None else {"number_of_replicas": replicas}

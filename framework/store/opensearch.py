@@ -30,7 +30,7 @@ class OpenSearchEngine:
             if connection.ca_certs:
                 options["ca_certs"] = connection.ca_certs
         self.client = opensearchpy.OpenSearch(
-            hosts=[connection.address], timeout=connection.timeout, max_retries=3, retry_on_timeout=True,
+            hosts=connection.addresses, timeout=connection.timeout, max_retries=3, retry_on_timeout=True,
             retry_on_status=(429, 502, 503, 504), **options,
         )
         self.version = ""
@@ -50,9 +50,12 @@ class OpenSearchEngine:
         with self._errors():
             return bool(self.client.indices.exists(index=index))
 
-    def create_index(self, index: str, mappings: dict) -> None:
+    def create_index(self, index: str, mappings: dict, settings: dict | None = None) -> None:
+        body: dict[str, Any] = {"mappings": mappings}
+        if settings:
+            body["settings"] = settings
         with self._errors():
-            self.client.indices.create(index=index, body={"mappings": mappings})
+            self.client.indices.create(index=index, body=body)
 
     def mapping(self, index: str) -> dict:
         with self._errors():
