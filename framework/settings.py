@@ -172,20 +172,6 @@ class Settings(BaseModel):
             )
         return self.es_url.split(",")
 
-    def connection(self):
-        """Where and how to reach Elasticsearch, for the store."""
-        from .store.engines import Connection
-
-        if self.es_auth not in ("", "sigv4"):
-            raise ConfigError(f"{self.es_auth!r} is not a known authentication; leave it empty or use sigv4",
-                              field="SPOTBOT_ES_AUTH")
-        return Connection(
-            url=",".join(self.es_urls()), engine=self.es_engine, username=self.es_username,
-            password=self.es_password.get_secret_value() if self.es_password else "",
-            api_key=self.es_api_key.get_secret_value() if self.es_api_key else "",
-            auth=self.es_auth, region=self.region, ca_certs=self.es_ca_certs, verify_certs=self.es_verify_certs,
-        )
-
     def environment(self) -> dict[str, str]:
         """These settings as SPOTBOT_* variables, secrets included: for a worker's environment only."""
         env = {}

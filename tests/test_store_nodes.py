@@ -15,6 +15,7 @@ from conftest import cli_env, register_echo, results, submit, upload
 from framework.errors import ConfigError
 from framework.settings import Settings, hide_password
 from framework.store import Store
+from framework.store.connection import Connection
 
 
 def dead_url() -> str:
@@ -64,8 +65,8 @@ def test_urls_are_tidied_and_their_passwords_hidden():
     settings = Settings(es_url=" http://a:secret@n1:9200 ,http://n2:9200, ")
     assert settings.es_urls() == ["http://a:secret@n1:9200", "http://n2:9200"]
     assert settings.require_es() == "http://a:secret@n1:9200"
-    assert settings.connection().basic_auth() == ("a", "secret")
-    assert settings.connection().address == "http://n1:9200,http://n2:9200"
+    assert Connection.from_settings(settings).basic_auth() == ("a", "secret")
+    assert Connection.from_settings(settings).address == "http://n1:9200,http://n2:9200"
     assert hide_password(settings.es_url) == "http://a:***@n1:9200,http://n2:9200"
     assert settings.redacted()["es_url"] == "http://a:***@n1:9200,http://n2:9200"
 

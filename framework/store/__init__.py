@@ -45,7 +45,7 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings, *, init: bool = True) -> "Store":
         """Connect; with init, create missing indices first (workers skip it: their scheduler did it)."""
-        store = cls(connect(settings.connection()), prefix=settings.index_prefix, retry_seconds=settings.retry_seconds,
+        store = cls(connect(Connection.from_settings(settings)), prefix=settings.index_prefix, retry_seconds=settings.retry_seconds,
                     file_indices=settings.file_indices, replicas=settings.es_replicas)
         if init:
             store.init()

@@ -7,7 +7,7 @@ from typing import Any
 import elastic_transport
 import elasticsearch
 
-from .engines import Connection, translated
+from .connection import Connection, translated
 
 
 class ElasticsearchEngine:

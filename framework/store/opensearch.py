@@ -6,7 +6,7 @@ from typing import Any
 
 import opensearchpy
 
-from .engines import Connection, translated
+from .connection import Connection, translated
 
 
 class OpenSearchEngine:
