@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 
 from conftest import SPOTBOT, cli_env, register_echo, results, spotbot, submit, upload, wait_for
@@ -114,26 +115,33 @@ def test_a_poison_file_among_files_in_flight_ends_error_and_spares_its_neighbour
 def test_cancel_with_sixteen_in_flight_leaves_nothing_half_written(settings, store, storage, bucket, tmp_path):
     # Given one worker with 16 files in flight of 48 slow ones
     register_echo(settings)
-    keys = {f"in/{i:02d}.txt": "SLOW 2" for i in range(48)}
+    keys = {f"in/{i:02d}.txt": "SLOW 3" for i in range(48)}
     upload(storage, bucket, keys)
-    job_id = start(settings, bucket, "--bots", "1", "--concurrency", "16", SPOTBOT_CHUNK_SIZE="100")
+    spans = tmp_path / "spans.jsonl"
+    job_id = start(settings, bucket, "--bots", "1", "--concurrency", "16", SPOTBOT_CHUNK_SIZE="100",
+                   ECHO_SPANS_LOG=str(spans))
     wait_for(lambda: store.jobs.progress(job_id)[1] == 16, 60, "16 files in flight")
 
     # When the job is cancelled
     cancelled = spotbot(settings, "cancel", job_id, "--json")
+    cancelled_at = time.time()
 
     # Then the files in flight finish with their outputs, the rest end CANCELLED unrun, and nothing else is written
     assert cancelled.returncode == 0, cancelled.stderr
     assert json.loads(cancelled.stdout)["status"] == "CANCELLED"
     wait_for(lambda: store.chunks.unfinished(job_id) == 0, 60, "the worker to let go of its chunk")
+    ran = {span["key"] for span in lines(spans)}
+    # the worker learns of the cancel within SPOTBOT_FLUSH_SECONDS: it starts nothing after that
+    assert not [span for span in lines(spans) if span["start"] > cancelled_at + settings.flush_seconds]
     rows = results(settings, job_id)
     by_status = Counter(r["status"] for r in rows)
-    assert by_status["COMPLETED"] == 16 and by_status["CANCELLED"] == 32 and sum(by_status.values()) == 48
-    done = {f"out/{r['file_key']}.json" for r in rows if r["status"] == "COMPLETED"}
+    assert by_status["COMPLETED"] == len(ran) >= 16 and by_status["CANCELLED"] == 48 - len(ran)
+    assert {r["file_key"] for r in rows if r["status"] == "COMPLETED"} == ran
+    done = {f"out/{key}.json" for key in ran}
     assert set(outputs(storage, bucket)) == done
     assert all(r["attempts"] == 0 for r in rows if r["status"] == "CANCELLED")
     assert store.jobs.get(job_id).counts == {**dict.fromkeys(["NOT_STARTED", "PROCESSING", "ERROR"], 0),
-                                              "COMPLETED": 16, "CANCELLED": 32}
+                                              "COMPLETED": len(ran), "CANCELLED": 48 - len(ran)}
 
 
 def test_bytes_in_flight_are_bounded(settings, store, storage, bucket, tmp_path):
