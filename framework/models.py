@@ -223,6 +223,8 @@ class Worker(BaseModel):
     host: str = ""
     exit_code: int | None = None
     reason: str = ""
+    vcpus: float | None = None  # what the back end gives it (None: it shares the machine)
+    memory_mb: int | None = None
     started_at: int = Field(default_factory=now_ms)
     ended_at: int | None = None
 

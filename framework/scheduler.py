@@ -15,6 +15,7 @@ import time
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
+from .costs import resources
 from .endpoints import EndpointManager
 from .errors import ConfigError, LaunchError, SpotbotError
 from .launchers import Launcher, WorkerSpec, launcher
@@ -330,13 +331,18 @@ class Scheduler:
         except (LaunchError, ConfigError) as exc:
             self.store.jobs.fail(job.job_id, f"workers could not start: {exc}")
             raise
-        return self.store.jobs.record_workers(job.job_id, started)
+        return self.store.jobs.record_workers(job.job_id, [self._sized(worker) for worker in started])
+
+    def _sized(self, worker: Worker) -> Worker:
+        """The worker with the vCPUs and memory its back end gives it (for what a job costs)."""
+        vcpus, memory = resources(self.settings, worker.backend)
+        return worker.model_copy(update={"vcpus": vcpus, "memory_mb": memory})
 
     def relaunch(self, job: Job, bot: BotConfig, worker: Worker, reason: str) -> Worker:
         """Start a worker in the place (batch) of one that ended, recording why on the job."""
         spec = WorkerSpec(job.job_id, bot, f"w{worker.batch_id}-{secrets.token_hex(3)}", worker.batch_id)
         spec.environment = self.worker_environment(job, bot, spec)
-        started = self.launcher.launch(spec)
+        started = self._sized(self.launcher.launch(spec))
         self.store.jobs.record_workers(job.job_id, [started], note=f"relaunched worker {worker.id} as {started.id}: {reason}")
         return started
 

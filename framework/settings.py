@@ -45,6 +45,7 @@ class Settings(BaseModel):
     concurrency: int = Field(8, ge=1, le=256, description="files each worker works at once (--concurrency; stored on the job)")
     max_inflight_bytes: int = Field(64 * 1024 * 1024, ge=1, description="bytes of input files a worker holds in memory at once; past it, it starts no new file until some finish")
     task_batch_size: int = Field(16, ge=1, le=1024, description="files per call of a task.py's main_batch(file_names)")
+    cost_per_worker_hour: str = Field("", description="price of a worker-hour for `status`'s cost figures: 0.05, or per back end like batch=0.0125,docker=0 (empty: no money shown)")
     stop_grace_seconds: float = Field(30.0, ge=0, description="on SIGTERM (docker stop, a Spot interruption) a worker lets its files in flight finish this long, then gives the rest back")
     flush_files: int = Field(100, ge=1, description="a worker writes results after this many files ...")
     flush_seconds: float = Field(2.0, gt=0, description="... or after this many seconds, whichever is first (also how fresh `status` is)")

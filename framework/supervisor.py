@@ -21,6 +21,7 @@ ENDPOINT_CHECK_SECONDS = 5.0
 LIVE = (WorkerState.STARTING, WorkerState.RUNNING)
 DONE = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)  # every file worked: no worker has anything left
 EXIT_GRACE_SECONDS = 2.0
+STOP_GRACE_SECONDS = 10.0  # after SIGTERM at a job's end: an idle worker exits at once
 
 
 class Supervisor:
@@ -89,14 +90,16 @@ class Supervisor:
                 ended.append(self._ended(worker, state, code))
         return ended
 
-    def _ended(self, worker: Worker, state: WorkerState, code: int | None) -> Worker:
+    def _ended(self, worker: Worker, state: WorkerState, code: int | None, stopped: str = "") -> Worker:
         """The worker's record once it ended, with why: its exit code and its launcher's account of it.
 
         That is the launcher's own reason where it has one (Batch: "Host EC2 ... terminated"), else
         the worker's last words (an OOM kill, an error).
         """
         if code == 0 and state == WorkerState.EXITED:
-            reason = "exited"
+            reason = worker.reason or "exited"  # the worker's own account: why it stopped, what it worked
+            if stopped:
+                reason = f"{reason} ({stopped})"
         else:
             launcher_ = self.launcher_of(worker)
             status_reason = getattr(launcher_, "status_reason", None)
@@ -124,29 +127,37 @@ class Supervisor:
 
         Looking at each worker until it has ended also lets its launcher clean up after it (the
         docker launcher keeps a container's log and exit status, then removes the container).
+        A worker's record keeps its own account of why it stopped and what it worked.
         """
-        waiting = list(job.workers.values())
-        ended: list[Worker] = []
-        deadline = time.monotonic() + EXIT_GRACE_SECONDS
-        while waiting:
-            live = []
-            for worker in waiting:
-                state, code = self.launcher_of(worker).poll(worker)
-                if state in LIVE:
-                    live.append(worker)
-                elif worker.state in LIVE:
-                    ended.append(self._ended(worker, state, code))
-            waiting = live
-            if not waiting or time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
-        for worker in waiting:
-            self.launcher_of(worker).stop(worker)
-            state, code = self.launcher_of(worker).poll(worker)
-            ended.append(worker.model_copy(update={
-                "state": WorkerState.EXITED, "exit_code": None if state in LIVE else code, "ended_at": now_ms(),
-                "reason": f"stopped: the job had ended {job.status.value}"}))
-        return self.store.jobs.record_workers(job.job_id, ended) if ended else job
+        waiting = [w for w in job.workers.values() if w.state in LIVE]
+        exits: dict[str, tuple[Worker, WorkerState, int | None, str]] = {}
+        for grace, stopped in ((EXIT_GRACE_SECONDS, ""), (STOP_GRACE_SECONDS, f"stopped: the job had ended {job.status.value}")):
+            deadline = time.monotonic() + grace
+            while waiting:
+                live = []
+                for worker in waiting:
+                    state, code = self.launcher_of(worker).poll(worker)
+                    if state in LIVE:
+                        live.append(worker)
+                    else:
+                        exits[worker.id] = (worker, state, code, stopped)
+                waiting = live
+                if not waiting or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
+            for worker in waiting if not stopped else []:
+                self.launcher_of(worker).stop(worker)  # a worker stops gracefully on SIGTERM and says why
+        if not exits and not waiting:
+            return job
+        fresh = self.store.jobs.get(job.job_id).workers  # with what each worker wrote of itself at its exit
+        ended = []
+        for worker, state, code, stopped in exits.values():
+            record = fresh.get(worker.id, worker)
+            ended.append(self._ended(record, state, code, stopped))
+        for worker in waiting:  # still running after SIGTERM and its grace: left as it is, said so
+            ended.append(worker.model_copy(update={"reason": f"still running after SIGTERM; the job had ended "
+                                                             f"{job.status.value}"}))
+        return self.store.jobs.record_workers(job.job_id, ended)
 
     def _replace(self, job: Job, gone: list[Worker], alive: list[Worker]) -> Job:
         bot = self.store.bots.get(job.bot)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..costs import job_cost, worker_seconds
 from ..models import FileStatus, Job, JobStatus, WorkerState, now_ms
 from ..retry import retrying
 from .app import EXIT_BY_STATUS, Context, emit_json, handled, main
@@ -46,6 +47,20 @@ def progress_line(job: Job, in_flight: int = 0, claimed: int = 0) -> dict[str, A
     }
 
 
+def describe_cost(cost: dict) -> str:
+    """The cost figures of `status` as one line."""
+    parts = [f"worker time {cost['worker_seconds'] / 3600:.2f} h"]
+    if cost.get("files_per_worker_hour"):
+        parts.append(f"{cost['files_per_worker_hour']:.0f} files per worker-hour")
+    if "cost" in cost:
+        parts.append(f"cost {cost['cost']:.4f}")
+        if cost.get("cost_per_1000_files") is not None:
+            parts.append(f"{cost['cost_per_1000_files']:.4f} per 1,000 files")
+        if cost.get("cost_at_end") is not None:
+            parts.append(f"{cost['cost_at_end']:.4f} at the end")
+    return "cost: " + ", ".join(parts)
+
+
 def job_status(obj: Context, job_id: str) -> dict[str, Any]:
     from ..launchers import launcher
 
@@ -63,8 +78,10 @@ def job_status(obj: Context, job_id: str) -> dict[str, Any]:
                 launchers[worker.backend] = launcher(obj.settings, worker.backend)
             state = launchers[worker.backend].poll(worker)[0]
         workers.append({"id": worker.id, "batch_id": worker.batch_id, "state": state.value, "pid": worker.pid,
-                        "exit_code": worker.exit_code, "backend": worker.backend})
+                        "exit_code": worker.exit_code, "backend": worker.backend, "reason": worker.reason or None,
+                        "seconds": round(worker_seconds(worker), 1), "vcpus": worker.vcpus, "memory_mb": worker.memory_mb})
     line["workers"] = workers
+    line["cost"] = job_cost(job, line["counts"], obj.settings)
     return line
 
 
@@ -148,6 +165,7 @@ def status(obj: Context, job_id: str, watch: bool, as_json: bool) -> None:
                        f"rate={line['rate_per_second']}/s{eta}")
             if line["error"]:
                 click.echo(f"error: {line['error']}")
+            click.echo(describe_cost(line["cost"]))
         if not watch or JobStatus(line["status"]).terminal:
             return
         time.sleep(obj.settings.poll_seconds)
