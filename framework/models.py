@@ -314,6 +314,8 @@ class FileTask(BaseModel):
     labels: list[str] = Field(default_factory=list)
     # how sure the model was of its first label, as the task reports it: queryable, like seed 001's ConfidenceScore
     confidence: float | None = None
+    # each label with its own score ({"label", "score"}), where the task gave one: `stats --by label` averages these
+    label_scores: list[dict[str, Any]] = Field(default_factory=list)
     output: Any = None
     error: str = ""
     size: int = 0

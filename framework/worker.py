@@ -109,8 +109,20 @@ class WorkerEnv(BaseModel):
 
 # --- what a task returns ------------------------------------------------------------------------
 
-def serialize(result: Any) -> tuple[bytes, str, list[str], Any, float | None]:
-    """A task's result as (S3 body, content type, labels, what the file document keeps, confidence)."""
+@dataclass
+class Result:
+    """A task's result as it is kept: the S3 body, and what the file document indexes."""
+
+    body: bytes
+    content_type: str
+    labels: list[str] = field(default_factory=list)
+    kept: Any = None  # the result itself, on the file document (when small)
+    confidence: float | None = None
+    label_scores: list[dict] = field(default_factory=list)  # each label's own score, where the task gave one
+
+
+def serialize(result: Any) -> Result:
+    """A task's result as it is kept: its S3 body, content type, labels (with their scores), confidence."""
     if isinstance(result, dict):
         try:
             body = json.dumps(result, ensure_ascii=False).encode()
@@ -122,15 +134,30 @@ def serialize(result: Any) -> tuple[bytes, str, list[str], Any, float | None]:
         names = [n for n in (str(item.get("label", "")) if isinstance(item, dict) else str(item) for item in labels) if n]
         check_labels(names)
         kept = result if len(body) <= OUTPUT_IN_INDEX_LIMIT else None
-        return body, "application/json", names, kept, confidence_of(result, labels)
+        return Result(body, "application/json", names, kept, confidence_of(result, labels), label_scores(result, labels))
     if isinstance(result, str):
         body = result.encode()
-        return body, "text/plain; charset=utf-8", [], {"text": result} if len(body) <= OUTPUT_IN_INDEX_LIMIT else None, None
+        return Result(body, "text/plain; charset=utf-8", kept={"text": result} if len(body) <= OUTPUT_IN_INDEX_LIMIT else None)
     if isinstance(result, (bytes, bytearray)):
-        return bytes(result), "application/octet-stream", [], None, None
+        return Result(bytes(result), "application/octet-stream")
     if result is None:
         raise TypeError("main_task returned None; return a dict, str or bytes")
     raise TypeError(f"main_task returned a {type(result).__name__}; return a dict, str or bytes")
+
+
+def label_scores(result: dict, labels: list) -> list[dict]:
+    """Each label with its own score: from {"label", "score"} items, or from `scores` beside `labels`."""
+    scores = result.get("scores")
+    pairs = []
+    for position, item in enumerate(labels):
+        if isinstance(item, dict):
+            name, score = item.get("label"), item.get("score")
+        else:
+            name = item
+            score = scores[position] if isinstance(scores, list) and len(scores) == len(labels) else None
+        if name and isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score):
+            pairs.append({"label": str(name), "score": float(score)})
+    return pairs
 
 
 def check_labels(names: list[str]) -> None:
@@ -208,13 +235,11 @@ def load_task(reference: str) -> Task:
 
 @dataclass
 class Outcome:
-    """What one attempt at one file came to, on a pool thread."""
+    """What one attempt at one file came to, on a pool thread: its output, or the task's error."""
 
     claim: Claim
     output_uri: str = ""
-    labels: list[str] = field(default_factory=list)
-    output: Any = None
-    confidence: float | None = None
+    result: Result | None = None
     error: str | None = None
 
 
@@ -465,13 +490,13 @@ class Worker:
         outcomes = []
         for claim, result in zip(claims, results):
             try:
-                body, content_type, labels, kept, confidence = serialize(result)
-                uri = self.storage.write(self.env.output_s3_bucket, self._output_key(claim.task.file_key), body,
-                                         content_type)
+                kept = serialize(result)
+                uri = self.storage.write(self.env.output_s3_bucket, self._output_key(claim.task.file_key), kept.body,
+                                         kept.content_type)
             except Exception as exc:
                 outcomes.append(Outcome(claim, error=f"{type(exc).__name__}: {exc}"))
                 continue
-            outcomes.append(Outcome(claim, uri, labels, kept, confidence))
+            outcomes.append(Outcome(claim, uri, kept))
         return outcomes
 
     def _output_key(self, key: str) -> str:
@@ -505,8 +530,9 @@ class Worker:
             claim = outcome.claim
             held.results += 1
             if outcome.error is None:
-                self.store.files.complete(claim, output_uri=outcome.output_uri, labels=outcome.labels,
-                                          output=outcome.output, confidence=outcome.confidence)
+                result = outcome.result
+                self.store.files.complete(claim, output_uri=outcome.output_uri, labels=result.labels, output=result.kept,
+                                          confidence=result.confidence, label_scores=result.label_scores)
                 self.done += 1
                 held.worked += 1
                 continue

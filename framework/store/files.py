@@ -125,13 +125,14 @@ class FileStore(DocumentStore):
         return False
 
     def complete(self, claim: Claim, *, output_uri: str, labels: list[str], output: Any,
-                 confidence: float | None = None) -> None:
+                 confidence: float | None = None, label_scores: list[dict] | None = None) -> None:
         task = claim.task
         task.status = FileStatus.COMPLETED
         task.in_flight = False
         task.output_uri = output_uri
         task.labels = labels
         task.confidence = confidence
+        task.label_scores = label_scores or []
         task.output = output
         task.error = ""
         task.completed_at = now_ms()
@@ -248,7 +249,7 @@ class FileStore(DocumentStore):
         reason = outcome.error.get("reason", "") if isinstance(outcome.error, dict) else str(outcome.error or "")
         if claim.task.status == FileStatus.ERROR and not claim.task.labels and claim.task.output is None:
             refused([outcome], what=f"writing file {claim.task.file_key!r}")  # even the bare error: a real fault
-        claim.task.labels, claim.task.output, claim.task.confidence = [], None, None
+        claim.task.labels, claim.task.output, claim.task.confidence, claim.task.label_scores = [], None, None, []
         self.fail(claim, f"Elasticsearch refused the file's result ({outcome.status}): {reason}")
 
     def _read_again(self, claims: list[Claim], *, overwrite: bool) -> None:

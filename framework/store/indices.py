@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence;
 # 4: chunks.counts, chunks.in_flight, chunks.suspect, chunks.adopted (counts kept per chunk), jobs.closed_at,
-# jobs.concurrency
+# jobs.concurrency, files.label_scores
 MAPPING_VERSION = 4
 
 KEYWORD = {"type": "keyword"}
@@ -83,6 +83,7 @@ MAPPINGS: dict[str, dict] = {
         "output_uri": KEYWORD,
         "labels": KEYWORD,
         "confidence": {"type": "float"},
+        "label_scores": {"type": "nested", "properties": {"label": KEYWORD, "score": {"type": "float"}}},
         "output": STORED,
         "error": {"type": "text"},
         "size": {"type": "long"},
