@@ -89,7 +89,10 @@ def run(bench: Bench, n: int, server_pid: int | None) -> dict:
     while not job.status.terminal:
         time.sleep(1.0)
         job = bench.store.jobs.get(job.job_id)
-    latencies = [float(line) for line in poller.communicate(timeout=120)[0].split()]
+    polled = [line.split() for line in poller.communicate(timeout=120)[0].splitlines() if line.strip()]
+    latencies = [float(seconds) for seconds, _ in polled]
+    slowest = sorted(polled, key=lambda p: -float(p[0]))[:5]
+    print(f"  slowest status answers (s, at s into the job): {slowest}", file=sys.stderr, flush=True)
     if job.status != JobStatus.COMPLETED or job.counts.get("COMPLETED") != n:
         raise RuntimeError(f"scale job ended {job.status.value} with {job.counts}")
     return {"files": n, "rate": n / ((job.finished_at - job.running_at) / 1000), "scan_s": scanned,
@@ -103,6 +106,7 @@ def poll(job_id: str) -> int:
     """The poller: time `status` once a second until the job has ended; one latency per line on stdout."""
     settings = Settings.from_env()
     store = Store.from_settings(settings, init=False)
+    begun = time.monotonic()
     while True:
         began = time.monotonic()
         try:
@@ -110,7 +114,7 @@ def poll(job_id: str) -> int:
         except NotFound:  # not recorded yet
             time.sleep(0.2)
             continue
-        print(f"{time.monotonic() - began:.4f}", flush=True)
+        print(f"{time.monotonic() - began:.4f} {began - begun:.0f}", flush=True)
         if JobStatus(line["status"]).terminal:
             return 0
         time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
