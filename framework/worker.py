@@ -301,15 +301,18 @@ class Worker:
         self.task.start()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
-        reason = "stopped by an error"
+        reason, code = "stopped by an unexpected error", 1
         try:
-            reason = self._loop()
+            reason, code = self._loop(), 0
+        except SpotbotError as exc:
+            reason, code = f"stopped: {exc}", exc.exit_code
+            raise
         finally:
             self._over.set()
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.task.stop()
             bot._context = None
-            self._record_state(WorkerState.EXITED, exit_code=0 if reason != "stopped by an error" else 1,
+            self._record_state(WorkerState.EXITED if code == 0 else WorkerState.FAILED, exit_code=code,
                                reason=f"{reason}; worked {self.done} file(s)")
         return self.done
 
