@@ -33,6 +33,10 @@ class Supervisor:
         self._budgets: dict[str, int] = {}
         self._endpoints_checked: dict[str, float] = {}
         self._launchers: dict[str, Launcher] = {scheduler.launcher.name: scheduler.launcher}
+        # Workers whose end this supervisor has seen through their launcher (which then cleans up
+        # after them: a container is removed). A worker records its own end too, so a record that
+        # says EXITED does not mean its launcher has been told.
+        self._reaped: set[str] = set()
 
     def launcher_of(self, worker: Worker) -> Launcher:
         """The launcher that started the worker (which may not be the one SPOTBOT_LAUNCHER names now)."""
@@ -83,10 +87,13 @@ class Supervisor:
     def _ended_workers(self, job: Job) -> list[Worker]:
         ended = []
         for worker in job.workers.values():
-            if worker.state not in LIVE:
+            if worker.id in self._reaped:
                 continue
             state, code = self.launcher_of(worker).poll(worker)
-            if state not in LIVE:
+            if state in LIVE:
+                continue
+            self._reaped.add(worker.id)
+            if worker.state in LIVE:
                 ended.append(self._ended(worker, state, code))
         return ended
 
@@ -129,7 +136,7 @@ class Supervisor:
         docker launcher keeps a container's log and exit status, then removes the container).
         A worker's record keeps its own account of why it stopped and what it worked.
         """
-        waiting = [w for w in job.workers.values() if w.state in LIVE]
+        waiting = [w for w in job.workers.values() if w.id not in self._reaped]
         exits: dict[str, tuple[Worker, WorkerState, int | None, str]] = {}
         for grace, stopped in ((EXIT_GRACE_SECONDS, ""), (STOP_GRACE_SECONDS, f"stopped: the job had ended {job.status.value}")):
             deadline = time.monotonic() + grace
@@ -140,7 +147,9 @@ class Supervisor:
                     if state in LIVE:
                         live.append(worker)
                     else:
-                        exits[worker.id] = (worker, state, code, stopped)
+                        self._reaped.add(worker.id)
+                        if worker.state in LIVE:  # else the worker recorded its own end
+                            exits[worker.id] = (worker, state, code, stopped)
                 waiting = live
                 if not waiting or time.monotonic() >= deadline:
                     break
