@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 from .costs import resources
 from .endpoints import EndpointManager
 from .errors import ConfigError, LaunchError, SpotbotError
+from .fingerprint import fingerprint
 from .launchers import Launcher, WorkerSpec, launcher
 from .models import (JOB_ID_PATTERN, BotConfig, Chunk, ChunkStatus, FileStatus, FileTask, Job, JobStatus, Worker,
                      WorkerState, now_ms)
 from .settings import Settings
-from .storage import S3Location, Storage, has_suffix, parse_uri
+from .storage import S3Location, S3Object, Storage, has_suffix, parse_uri
 from .store import Store
 from .store.chunks import new_chunk
 from .store.files import Claim
@@ -105,10 +106,15 @@ class Scheduler:
     # --- submit -------------------------------------------------------------------------------
 
     def submit(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-               job_id: str | None = None, concurrency: int | None = None,
+               job_id: str | None = None, concurrency: int | None = None, incremental: bool = False,
                on_scan: Callable[[int], None] | None = None) -> Job:
-        """Record a job and its files, start its endpoints and workers; idempotent per job id."""
-        job, created = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency)
+        """Record a job and its files, start its endpoints and workers; idempotent per job id.
+
+        incremental: a file whose object version has a COMPLETED result of this bot with the same
+        fingerprint (framework/fingerprint.py) is recorded SKIPPED, pointing at that result, and not
+        worked; a job with nothing left to work ends at once, without starting a worker.
+        """
+        job, created = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency, incremental=incremental)
         if job.accepting:
             raise ConfigError(f"job {job.job_id!r} is a long-running job that takes files as they come; "
                               "choose another job id", field="job_id")
@@ -118,19 +124,19 @@ class Scheduler:
             job = self.store.jobs.get(job.job_id)
         if job.status.terminal:
             return job
-        if job.total == 0:
-            return self.settle(job.job_id)
+        if job.total == 0 or not self.store.chunks.unfinished(job.job_id):
+            return self.settle(job.job_id)  # nothing to work (an empty prefix; every file SKIPPED)
         if not created and self.alive_workers(job):
             return job  # already being worked: a resubmit adds nothing
         return self._start(job, bot, job.workers_requested)
 
     def create_job(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-                   job_id: str | None = None, concurrency: int | None = None) -> Job:
+                   job_id: str | None = None, concurrency: int | None = None, incremental: bool = False) -> Job:
         """Check a job's arguments and record it (SCANNING) without scanning; submit(..., job_id=its id) does the rest.
 
         For callers that must answer before the scan (the HTTP API): bad input fails here, at once.
         """
-        job, _ = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency)
+        job, _ = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency, incremental=incremental)
         if job.accepting:
             raise ConfigError(f"job {job.job_id!r} is a long-running job that takes files as they come; "
                               "choose another job id", field="job_id")
@@ -139,9 +145,12 @@ class Scheduler:
     def _new(self, bot_name: str, input_uri: str, output_uri: str, workers: int | None, job_id: str | None,
              concurrency: int | None, **fields) -> tuple[Job, bool]:
         bot, source, dest = self._prepare(bot_name, input_uri, output_uri, job_id)
+        # every job keeps its fingerprint (and its completed files their results), so that a later
+        # incremental job can reuse them; a job resumed by its id keeps the one it was created with
         return self._create(Job(job_id=job_id or new_job_id(bot.name), bot=bot.name, input_uri=source.uri,
                                 output_uri=dest.uri, workers_requested=workers or self.settings.workers,
-                                concurrency=concurrency or self.settings.concurrency, **fields))
+                                concurrency=concurrency or self.settings.concurrency,
+                                fingerprint=fingerprint(bot, self.storage), **fields))
 
     def _prepare(self, bot_name: str, input_uri: str, output_uri: str,
                  job_id: str | None) -> tuple[BotConfig, S3Location, S3Location]:
@@ -175,13 +184,13 @@ class Scheduler:
     # --- long-running jobs ----------------------------------------------------------------------
 
     def open(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-             job_id: str | None = None, concurrency: int | None = None) -> Job:
+             job_id: str | None = None, concurrency: int | None = None, incremental: bool = False) -> Job:
         """Start a long-running job: no scan; files come through add_files until close. Idempotent per job id.
 
         Its workers stay up while it has no work, so a new file is picked up within a poll interval.
         """
         job, created = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency, accepting=True,
-                                 status=JobStatus.RUNNING, running_at=now_ms())
+                                 status=JobStatus.RUNNING, running_at=now_ms(), incremental=incremental)
         if not job.accepting:
             if job.closed_at is not None:
                 raise ConfigError(f"job {job.job_id!r} is a long-running job that was closed (it takes no more "
@@ -192,19 +201,20 @@ class Scheduler:
             job = self._start(job, self.store.bots.get(job.bot), job.workers_requested)
         return job
 
-    def add_files(self, job_id: str, objects: Iterable[tuple[str, int]]) -> list[str]:
-        """Record new files (key, size) of the job's input bucket in a long-running job; returns the keys that are new.
+    def add_files(self, job_id: str, objects: Iterable[S3Object | tuple[str, int]]) -> list[str]:
+        """Record new files of the job's input bucket in a long-running job; returns the keys that are new.
 
+        Each is a listed S3Object (its version is recorded and read exactly) or a (key, size) pair.
         A key recorded before is not recorded again (file ids are deterministic). The job cannot
         end while this writes: a token with an expiry on the job holds it open until the files
         are counted, or until the token expires if this process dies half-way.
         """
-        objects = list(objects)
+        objects = [obj if isinstance(obj, S3Object) else S3Object(obj[0], obj[1], 0) for obj in objects]
         if not objects:
             return []
         job = self.store.jobs.get(job_id)
         source = parse_uri(job.input_uri, field="input")
-        outside = next((key for key, _ in objects if not key.startswith(source.prefix)), None)
+        outside = next((obj.key for obj in objects if not obj.key.startswith(source.prefix)), None)
         if outside is not None:
             raise ConfigError(f"{outside!r} is not under the job's input {source.uri}", field="key")
         size = chunk_size_for(len(objects), job.workers_requested, self.settings.chunk_size)
@@ -215,8 +225,8 @@ class Scheduler:
         first_seq = job.chunks - chunk_count
         pending = [self._chunk(job, bot, source.bucket, first_seq + i, objects[i * size:(i + 1) * size])
                    for i in range(chunk_count)]
-        new_ids = set(self.store.record(pending))
-        new_keys = [key for key, _ in objects if FileTask.doc_id(job_id, source.bucket, key) in new_ids]
+        new_ids = set(self.store.record(pending, reuse=job.fingerprint if job.incremental else ""))
+        new_keys = [obj.key for obj in objects if FileTask.doc_id(job_id, source.bucket, obj.key) in new_ids]
         self.store.jobs.added(job_id, token, len(new_keys))
         return new_keys
 
@@ -237,16 +247,18 @@ class Scheduler:
         holds back up to SIZING_KEYS keys before it records the first.
         """
         total = seq = 0
-        held: list[tuple[str, int]] | None = []  # keys held back to size chunks, until the size is known
+        held: list[S3Object] | None = []  # objects held back to size chunks, until the size is known
         size = self.settings.chunk_size
-        batch: list[tuple[str, int]] = []
+        batch: list[S3Object] = []
         pending: list[tuple[Chunk, list[FileTask]]] = []
-        recorder = _Recorder(self.store.record, on_scan)  # records while the listing goes on
+        reuse = job.fingerprint if job.incremental else ""
+        # records (and, for an incremental job, looks up earlier results) while the listing goes on
+        recorder = _Recorder(lambda part: self.store.record(part, reuse=reuse), on_scan)
         cancelled = False
 
-        def take(key: str, size_: int) -> None:
+        def take(obj: S3Object) -> None:
             nonlocal seq, batch, pending
-            batch.append((key, size_))
+            batch.append(obj)
             if len(batch) == size:
                 pending.append(self._chunk(job, bot, source.bucket, seq, batch))
                 seq, batch = seq + 1, []
@@ -255,27 +267,27 @@ class Scheduler:
                     pending = []
 
         try:
-            for page in self.storage.pages(source):
+            for page in self.storage.objects(source):
                 if self.store.jobs.get(job.job_id).status == JobStatus.CANCELLED:
                     cancelled = True
                     break
-                for key, size_ in page:
-                    if key.endswith("/") or not has_suffix(key, bot.file_types):
+                for obj in page:
+                    if obj.key.endswith("/") or not has_suffix(obj.key, bot.file_types):
                         continue
                     total += 1
                     if held is not None:
-                        held.append((key, size_))
+                        held.append(obj)
                         if len(held) < SIZING_KEYS:
                             continue
                         for item in held:
-                            take(*item)
+                            take(item)
                         held = None
                         continue
-                    take(key, size_)
+                    take(obj)
             if held is not None:
                 size = chunk_size_for(len(held), job.workers_requested, self.settings.chunk_size)
                 for item in held:
-                    take(*item)
+                    take(item)
             if batch:
                 pending.append(self._chunk(job, bot, source.bucket, seq, batch))
                 seq += 1
@@ -290,11 +302,12 @@ class Scheduler:
         self.store.jobs.start(job.job_id, total=total, chunks=seq)
         return total
 
-    def _chunk(self, job: Job, bot: BotConfig, bucket: str, seq: int, batch: list[tuple[str, int]]):
-        ids = [FileTask.doc_id(job.job_id, bucket, key) for key, _ in batch]
+    def _chunk(self, job: Job, bot: BotConfig, bucket: str, seq: int, batch: list[S3Object]):
+        ids = [FileTask.doc_id(job.job_id, bucket, obj.key) for obj in batch]
         chunk = new_chunk(job.job_id, ids, seq, job.workers_requested)
-        files = [FileTask(job_id=job.job_id, bot=bot.name, bucket=bucket, file_key=key, chunk_id=chunk.chunk_id,
-                          batch_id=chunk.batch_id, size=size) for key, size in batch]
+        files = [FileTask(job_id=job.job_id, bot=bot.name, bucket=bucket, file_key=obj.key, chunk_id=chunk.chunk_id,
+                          batch_id=chunk.batch_id, size=obj.size, etag=obj.etag, version_id=obj.version_id,
+                          modified_at=obj.modified_ms or None) for obj in batch]
         return chunk, files
 
     # --- workers ------------------------------------------------------------------------------

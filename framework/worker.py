@@ -49,7 +49,7 @@ from pydantic import BaseModel, Field, ValidationError
 from . import bot
 from .endpoints import EndpointClient
 from .endpoints.serving import load_reference
-from .errors import ConfigError, SpotbotError, TaskError
+from .errors import ConfigError, ObjectChanged, SpotbotError, TaskError
 from .models import ChunkStatus, FileStatus, JobStatus, WorkerState, split_list
 from .retry import retrying
 from .settings import Settings
@@ -241,6 +241,7 @@ class Outcome:
     output_uri: str = ""
     result: Result | None = None
     error: str | None = None
+    final: bool = False  # no other attempt can succeed (its object changed since the scan): ERROR at once
 
 
 @dataclass
@@ -479,6 +480,9 @@ class Worker:
         self.running += len(claims)
         held.running += len(claims)
         self.inflight_bytes += size
+        if bot._context is not None:
+            for claim in claims:
+                bot._context.versions[claim.task.file_key] = (claim.task.etag, claim.task.version_id)
         future = self.pool.submit(self._attempt, claims)
         future.add_done_callback(lambda done: self.outcomes.put((held, claims, size, done)))
 
@@ -489,7 +493,9 @@ class Worker:
             results = self.task.run(keys)
         except Exception as exc:  # the task's failure is the files', never the worker's
             log.debug("%s", traceback.format_exc())
-            return [Outcome(claim, error=f"{type(exc).__name__}: {exc}") for claim in claims]
+            changed = exc.file if isinstance(exc, ObjectChanged) else None
+            return [Outcome(claim, error=f"{type(exc).__name__}: {exc}",
+                            final=changed == f"s3://{claim.task.bucket}/{claim.task.file_key}") for claim in claims]
         outcomes = []
         for claim, result in zip(claims, results):
             try:
@@ -525,6 +531,9 @@ class Worker:
         self.running -= len(claims)
         held.running -= len(claims)
         self.inflight_bytes -= size
+        if bot._context is not None:
+            for claim in claims:
+                bot._context.versions.pop(claim.task.file_key, None)
         if done.cancelled() or held.lease.lost.is_set():
             return  # not ours to write any more (the lease went to another worker) or never run (stopping)
         if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
@@ -535,8 +544,14 @@ class Worker:
             if outcome.error is None:
                 result = outcome.result
                 self.store.files.complete(claim, output_uri=outcome.output_uri, labels=result.labels, output=result.kept,
-                                          confidence=result.confidence, label_scores=result.label_scores)
+                                          confidence=result.confidence, label_scores=result.label_scores,
+                                          fingerprint=self.job.fingerprint)
                 self.done += 1
+                held.worked += 1
+                continue
+            if outcome.final:
+                log.warning("%s: %s", claim.task.file_key, outcome.error)
+                self.store.files.fail(claim, outcome.error)
                 held.worked += 1
                 continue
             log.warning("%s attempt %d failed: %s", claim.task.file_key, claim.task.attempts, outcome.error)

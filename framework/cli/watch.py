@@ -79,7 +79,7 @@ def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri:
 
     def report(look, job: Job) -> None:
         counts = scheduler.store.jobs.counts(job.job_id) if look.recorded or shown.get("busy") else shown.get("counts", {})
-        done = sum(counts.get(s, 0) for s in ("COMPLETED", "ERROR", "CANCELLED"))
+        done = sum(counts.get(s, 0) for s in ("COMPLETED", "ERROR", "CANCELLED", "SKIPPED"))
         shown["busy"] = done < sum(counts.values())  # keep counting while files are in the works
         if not look.recorded and counts == shown.get("counts"):
             return
