@@ -89,6 +89,13 @@ def new_job_id(bot: str) -> str:
     return f"{bot}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def overwritten(task: FileTask, obj: S3Object) -> bool:
+    """Whether a listed object is another version than the one the file recorded (unknown versions: no)."""
+    if task.version_id and obj.version_id:
+        return task.version_id != obj.version_id
+    return bool(task.etag and obj.etag) and task.etag != obj.etag
+
+
 def overlapping(source: S3Location, dest: S3Location) -> bool:
     """Whether outputs would land among the inputs (or inputs among the outputs): one prefix starts the other."""
     return source.bucket == dest.bucket and (dest.prefix.startswith(source.prefix) or source.prefix.startswith(dest.prefix))
@@ -229,6 +236,39 @@ class Scheduler:
         new_keys = [obj.key for obj in objects if FileTask.doc_id(job_id, source.bucket, obj.key) in new_ids]
         self.store.jobs.added(job_id, token, len(new_keys))
         return new_keys
+
+    def rework(self, job_id: str, objects: Iterable[S3Object]) -> list[str]:
+        """Work again the files of a long-running job whose object was overwritten since it was recorded (a new
+        ETag or version); returns their keys.
+
+        Only files that have ended are reopened (in new chunks, with the new version, their history
+        kept): a file still waiting or in flight is read as the version it names, and ends ERROR if
+        that is gone, to be reworked by a later look. The job is held open while this writes, as by add_files.
+        """
+        job = self.store.jobs.get(job_id)
+        source = parse_uri(job.input_uri, field="input")
+        listed = {FileTask.doc_id(job_id, source.bucket, obj.key): obj for obj in objects}
+        changed = [claim for claim in self.store.files.claims(list(listed))
+                   if claim.task.status.terminal and overwritten(claim.task, listed[claim.id])]
+        if not changed:
+            return []
+        size = chunk_size_for(len(changed), job.workers_requested, self.settings.chunk_size)
+        chunk_count = -(-len(changed) // size)
+        token = secrets.token_hex(6)
+        job = self.store.jobs.reserve_add(job_id, token, chunks=chunk_count, window_seconds=ADD_WINDOW_SECONDS)
+        first_seq = job.chunks - chunk_count
+        for claim in changed:
+            obj = listed[claim.id]
+            claim.task.etag, claim.task.version_id, claim.task.size = obj.etag, obj.version_id, obj.size
+            claim.task.modified_at = obj.modified_ms or None
+        reworked = 0
+        for i in range(chunk_count):
+            reworked += self.store.move(job_id, changed[i * size:(i + 1) * size], workers=job.workers_requested,
+                                        tag=f"v{token[:4]}-", reopen=True, seq=first_seq + i)
+        self.store.jobs.added(job_id, token, 0)
+        if reworked:
+            self.store.jobs.note(job_id, f"watch: {reworked} file(s) overwritten in place are worked again")
+        return [claim.task.file_key for claim in changed]
 
     def close(self, job_id: str) -> Job:
         """Stop a long-running job taking files; it ends once the files it has are worked."""

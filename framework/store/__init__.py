@@ -181,15 +181,18 @@ class Store:
                 group = []
         return skipped
 
-    def move(self, job_id: str, claims: list[Claim], *, workers: int, tag: str, reopen: bool) -> int:
+    def move(self, job_id: str, claims: list[Claim], *, workers: int, tag: str, reopen: bool,
+             seq: int | None = None) -> int:
         """Move files into a new chunk of the job, recorded as the scan records; returns how many moved.
 
         reopen (spotbot retry) starts them afresh; otherwise (the final check's repair) they keep
-        their attempts. The chunks they leave count them no more.
+        their attempts. The chunks they leave count them no more. seq: the chunk's number, when the
+        caller reserved it (else one is reserved here).
         """
         if not claims:
             return 0
-        chunk = new_chunk(job_id, [claim.id for claim in claims], self.jobs.reserve_chunks(job_id, 1), workers, tag=tag)
+        seq = self.jobs.reserve_chunks(job_id, 1) if seq is None else seq
+        chunk = new_chunk(job_id, [claim.id for claim in claims], seq, workers, tag=tag)
         written = self.chunks.record([chunk])[chunk.chunk_id]
         left = {claim.id: (claim.task.chunk_id, claim.task.status.value) for claim in claims}
         moved = (self.files.reopen if reopen else self.files.repair)(claims, chunk)

@@ -97,6 +97,11 @@ class FileStore(DocumentStore):
                 own.append(Claim(doc["_id"], task, doc["_seq_no"], doc["_primary_term"]))
         return own, missing
 
+    def claims(self, ids: list[str]) -> list[Claim]:
+        """Files by id with the sequence numbers to change them conditionally (one mget); absent ones left out."""
+        return [Claim(doc["_id"], FileTask.model_validate(doc["_source"]), doc["_seq_no"], doc["_primary_term"])
+                for doc in self._mget(ids) if doc.get("found")]
+
     def by_key(self, job_id: str, bucket: str, keys: Iterable[str], *, batch: int = 500) -> dict[str, FileTask]:
         """The job's files of these keys that are recorded, read by id (ids derive from the key: no search, always current)."""
         keys = list(dict.fromkeys(keys))
@@ -284,7 +289,8 @@ class FileStore(DocumentStore):
                 claim.task, claim.dirty = stored, False
 
     def reopen(self, claims: list[Claim], chunk: Chunk) -> list[Claim]:
-        """Make files workable again in a new chunk (spotbot retry); their history stays in `workers`.
+        """Make files workable again in a new chunk (spotbot retry, a watched object overwritten); their history stays
+        in `workers`.
 
         Written at once, each conditional on our read; returns the claims written.
         """
@@ -294,6 +300,7 @@ class FileStore(DocumentStore):
             task.attempts = 0
             task.in_flight = False
             task.error = ""
+            task.reused_from = ""
             task.chunk_id = chunk.chunk_id
             task.batch_id = chunk.batch_id
             task.started_at = task.completed_at = None
