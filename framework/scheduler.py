@@ -12,6 +12,7 @@ import queue
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ ADD_WINDOW_SECONDS = 60.0
 PENDING_GRACE_SECONDS = ADD_WINDOW_SECONDS
 # the scan holds back this many keys at most to size a small job's chunks (see chunk_size_for)
 SIZING_KEYS = 20_000
+RETRY_HEADS = 16  # HEAD requests at once when a retry reads its files' objects as they are now
 
 __all__ = ["Scheduler", "new_chunk", "chunk_size_for", "new_job_id", "PENDING_GRACE_SECONDS"]
 
@@ -502,4 +504,16 @@ class Scheduler:
                    if c.task.status.terminal or chunk_status.get(c.task.chunk_id, ChunkStatus.DONE) == ChunkStatus.DONE]
         if not movable:
             return 0
+        self._now_current(movable)
         return self.store.move(job_id, movable, workers=workers, tag=f"r{secrets.token_hex(2)}-", reopen=True)
+
+    def _now_current(self, claims: list[Claim]) -> None:
+        """Retried files name their objects as they are now (a HEAD each, RETRY_HEADS at once), so a retry works
+        inputs fixed since the job recorded them, as a new job would; and then, as any job, exactly those versions."""
+        pinned = [claim for claim in claims if claim.task.etag or claim.task.version_id]
+        with ThreadPoolExecutor(RETRY_HEADS) as pool:
+            found = list(pool.map(lambda claim: self.storage.version(claim.task.bucket, claim.task.file_key), pinned))
+        for claim, obj in zip(pinned, found):
+            if obj is not None:  # (one deleted since keeps its version: reading it says so)
+                claim.task.etag, claim.task.version_id, claim.task.size = obj.etag, obj.version_id, obj.size
+                claim.task.modified_at = obj.modified_ms

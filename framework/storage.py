@@ -178,6 +178,18 @@ class Storage:
                                     "the object as it is now", file=f"s3://{bucket}/{key}", code=exc.code) from None
             raise
 
+    def version(self, bucket: str, key: str) -> S3Object | None:
+        """The object as it is now (a HEAD): size, ETag and VersionId; None when there is none."""
+        try:
+            with self._errors(f"reading s3://{bucket}/{key}"):
+                head = self.client.head_object(Bucket=bucket, Key=key)
+        except StorageError as exc:
+            if exc.code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return S3Object(key, head.get("ContentLength", 0), int(head["LastModified"].timestamp() * 1000),
+                        head.get("ETag", ""), head.get("VersionId") or "")
+
     def etag(self, uri: str, *, field: str) -> str:
         """The ETag of the object at an s3:// URI (a HEAD); ConfigError naming the field when there is none."""
         location = parse_uri(uri, field=field)
