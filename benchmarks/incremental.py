@@ -91,6 +91,7 @@ def incremental_figures(bench: Bench, n: int, reruns: int, log: Path) -> dict:
     print(f"incremental: a full job of {n} files without recording results", file=sys.stderr, flush=True)
     unrecorded = run_job(bench, bot, prefix, incremental=False, record_results=False)
     bench.reset()
+    bench.register("counting")  # (reset empties the bots index too)
     print(f"incremental: the first job of {n} files", file=sys.stderr, flush=True)
     before = calls(log)
     first = run_job(bench, bot, prefix, incremental=False)
@@ -211,9 +212,11 @@ def report(found: dict, args, bench: Bench, seconds: float) -> str:
     server = "embedded (noida-db)" if bench.embedded_es else os.environ.get("SPOTBOT_ES_URL", "")
     lines = [f"# Incremental runs and graceful stops ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"`python -m benchmarks.incremental {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+             "",
              f"- took {seconds / 60:.0f} min; machine: {os.cpu_count()} cores, {platform.platform()}, "
              f"Python {platform.python_version()}; Elasticsearch {server}; S3 embedded (weed mini)",
-             f"- {WORKERS} workers, concurrency 8, chunks of 100, lease 10 s, poll 0.5 s", ""]
+             f"- figures 1-2: {WORKERS} workers; all: concurrency 8, chunks of 100, lease 10 s, poll 0.5 s, "
+             "results flushed every 2 s or 100 files", ""]
     if "incremental" in found:
         inc = found["incremental"]
         first, reruns = inc["first"], inc["reruns"]
