@@ -137,7 +137,8 @@ def handover(bench: Bench, n: int, how: signal.Signals) -> dict:
     scheduler = Scheduler(bench.base, bench.store, bench.storage)
     job = scheduler.create_job(bot_name, f"s3://{BUCKET}/{prefix}", f"s3://{BUCKET}/out-{prefix}", workers=3)
     objects = [obj for page in bench.storage.objects(S3Location(BUCKET, prefix)) for obj in page]
-    chunk, files = scheduler._chunk(job, bot, BUCKET, 0, objects)  # one chunk of them all (see the module's doc)
+    # one chunk of them all (see the module's doc)
+    chunk, files = scheduler._chunk(job, bot, BUCKET, 0, [(obj, None) for obj in objects])
     bench.store.record([(chunk, files)])
     job = bench.store.jobs.start(job.job_id, total=len(files), chunks=1)
     scheduler.endpoints.ensure(bot)

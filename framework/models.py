@@ -366,10 +366,10 @@ class LatestResult(BaseModel):
     def doc_id(bot: str, bucket: str, key: str) -> str:
         return hashlib.sha256(f"{bot}\0{bucket}\0{key}".encode()).hexdigest()[:40]
 
-    def matches(self, task: "FileTask", fingerprint: str) -> bool:
-        """Whether this result is of the very object version the task names, by the same model."""
+    def matches(self, *, etag: str, version_id: str, size: int, fingerprint: str) -> bool:
+        """Whether this result is of that very object version (VersionId, else ETag and size), by the same model."""
         if not fingerprint or self.fingerprint != fingerprint:
             return False
-        if task.version_id and self.version_id:
-            return task.version_id == self.version_id
-        return bool(task.etag) and task.etag == self.etag and task.size == self.size
+        if version_id and self.version_id:
+            return version_id == self.version_id
+        return bool(etag) and etag == self.etag and size == self.size

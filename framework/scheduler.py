@@ -21,8 +21,8 @@ from .endpoints import EndpointManager
 from .errors import ConfigError, LaunchError, SpotbotError
 from .fingerprint import fingerprint
 from .launchers import Launcher, WorkerSpec, launcher
-from .models import (JOB_ID_PATTERN, BotConfig, Chunk, ChunkStatus, FileStatus, FileTask, Job, JobStatus, Worker,
-                     WorkerState, now_ms)
+from .models import (JOB_ID_PATTERN, BotConfig, Chunk, ChunkStatus, FileStatus, FileTask, Job, JobStatus, LatestResult,
+                     Worker, WorkerState, now_ms)
 from .settings import Settings
 from .storage import S3Location, S3Object, Storage, has_suffix, parse_uri
 from .store import Store
@@ -226,15 +226,18 @@ class Scheduler:
         outside = next((obj.key for obj in objects if not obj.key.startswith(source.prefix)), None)
         if outside is not None:
             raise ConfigError(f"{outside!r} is not under the job's input {source.uri}", field="key")
-        size = chunk_size_for(len(objects), job.workers_requested, self.settings.chunk_size)
-        chunk_count = -(-len(objects) // size)
-        token = secrets.token_hex(6)
-        job = self.store.jobs.reserve_add(job_id, token, chunks=chunk_count, window_seconds=ADD_WINDOW_SECONDS)
         bot = self.store.bots.get(job.bot)
-        first_seq = job.chunks - chunk_count
-        pending = [self._chunk(job, bot, source.bucket, first_seq + i, objects[i * size:(i + 1) * size])
-                   for i in range(chunk_count)]
-        new_ids = set(self.store.record(pending, reuse=job.fingerprint if job.incremental else ""))
+        reusable = self._reusable(job, bot, source.bucket, objects)
+        to_work = [(obj, None) for obj in objects if obj.key not in reusable]
+        skipped = [(obj, reusable[obj.key]) for obj in objects if obj.key in reusable]
+        size = chunk_size_for(len(to_work), job.workers_requested, self.settings.chunk_size)
+        runs = [to_work[i:i + size] for i in range(0, len(to_work), size)]
+        runs += [skipped[i:i + self.settings.chunk_size] for i in range(0, len(skipped), self.settings.chunk_size)]
+        token = secrets.token_hex(6)
+        job = self.store.jobs.reserve_add(job_id, token, chunks=len(runs), window_seconds=ADD_WINDOW_SECONDS)
+        first_seq = job.chunks - len(runs)
+        pending = [self._chunk(job, bot, source.bucket, first_seq + i, run) for i, run in enumerate(runs)]
+        new_ids = set(self.store.record(pending))
         new_keys = [obj.key for obj in objects if FileTask.doc_id(job_id, source.bucket, obj.key) in new_ids]
         self.store.jobs.added(job_id, token, len(new_keys))
         return new_keys
@@ -286,24 +289,27 @@ class Scheduler:
         written (Store.record). A file that exists already (an earlier scan of the same job) keeps
         its chunk and is not recorded twice. A cancel stops the scan at the next listing page.
         A small job's chunks are sized from its file count (chunk_size_for); for that, the scan
-        holds back up to SIZING_KEYS keys before it records the first.
+        holds back up to SIZING_KEYS keys before it records the first. An incremental job looks up
+        the earlier results of each listing page (one mget) and puts the files it SKIPs in chunks of
+        their own, opened DONE: the files to work make full chunks however few and scattered they are.
         """
         total = seq = 0
-        held: list[S3Object] | None = []  # objects held back to size chunks, until the size is known
+        held: list[tuple[S3Object, LatestResult | None]] | None = []  # held back to size chunks, until the size is known
         size = self.settings.chunk_size
-        batch: list[S3Object] = []
+        batches: dict[bool, list[tuple[S3Object, LatestResult | None]]] = {False: [], True: []}  # to work, SKIPPED
         pending: list[tuple[Chunk, list[FileTask]]] = []
-        reuse = job.fingerprint if job.incremental else ""
-        # records (and, for an incremental job, looks up earlier results) while the listing goes on
-        recorder = _Recorder(lambda part: self.store.record(part, reuse=reuse), on_scan)
+        recorder = _Recorder(self.store.record, on_scan)  # records while the listing goes on
         cancelled = False
 
-        def take(obj: S3Object) -> None:
-            nonlocal seq, batch, pending
-            batch.append(obj)
-            if len(batch) == size:
+        def take(obj: S3Object, result: LatestResult | None) -> None:
+            nonlocal seq, pending
+            batch = batches[result is not None]
+            batch.append((obj, result))
+            # nobody works a chunk of SKIPPED files: they are as large as chunks may be
+            if len(batch) == (self.settings.chunk_size if result is not None else size):
                 pending.append(self._chunk(job, bot, source.bucket, seq, batch))
-                seq, batch = seq + 1, []
+                seq += 1
+                batch.clear()
                 if len(pending) == CHUNKS_PER_WRITE:
                     recorder.put(pending, total)
                     pending = []
@@ -313,26 +319,28 @@ class Scheduler:
                 if self.store.jobs.get(job.job_id).status == JobStatus.CANCELLED:
                     cancelled = True
                     break
-                for obj in page:
-                    if obj.key.endswith("/") or not has_suffix(obj.key, bot.file_types):
-                        continue
+                wanted = [obj for obj in page if not obj.key.endswith("/") and has_suffix(obj.key, bot.file_types)]
+                reusable = self._reusable(job, bot, source.bucket, wanted)
+                for obj in wanted:
                     total += 1
                     if held is not None:
-                        held.append(obj)
+                        held.append((obj, reusable.get(obj.key)))
                         if len(held) < SIZING_KEYS:
                             continue
                         for item in held:
-                            take(item)
+                            take(*item)
                         held = None
                         continue
-                    take(obj)
+                    take(obj, reusable.get(obj.key))
             if held is not None:
-                size = chunk_size_for(len(held), job.workers_requested, self.settings.chunk_size)
+                to_work = sum(1 for _, result in held if result is None)
+                size = chunk_size_for(to_work, job.workers_requested, self.settings.chunk_size)
                 for item in held:
-                    take(item)
-            if batch:
-                pending.append(self._chunk(job, bot, source.bucket, seq, batch))
-                seq += 1
+                    take(*item)
+            for batch in batches.values():
+                if batch:
+                    pending.append(self._chunk(job, bot, source.bucket, seq, batch))
+                    seq += 1
             recorder.put(pending, total)
         except BaseException:
             recorder.close(quietly=True)  # the scan's own failure is the one to report
@@ -344,12 +352,30 @@ class Scheduler:
         self.store.jobs.start(job.job_id, total=total, chunks=seq)
         return total
 
-    def _chunk(self, job: Job, bot: BotConfig, bucket: str, seq: int, batch: list[S3Object]):
-        ids = [FileTask.doc_id(job.job_id, bucket, obj.key) for obj in batch]
+    def _reusable(self, job: Job, bot: BotConfig, bucket: str, objects: list[S3Object]) -> dict[str, LatestResult]:
+        """For an incremental job, the objects whose version has a COMPLETED result of its fingerprint, by key.
+
+        The bot's latest results are read by id (store/results.py): one mget per listing page, never a search.
+        """
+        if not job.incremental or not objects:
+            return {}
+        found = self.store.results.latest(bot.name, bucket, [obj.key for obj in objects])
+        return {obj.key: result for obj in objects if (result := found.get(obj.key)) is not None and result.matches(
+            etag=obj.etag, version_id=obj.version_id, size=obj.size, fingerprint=job.fingerprint)}
+
+    def _chunk(self, job: Job, bot: BotConfig, bucket: str, seq: int,
+               batch: list[tuple[S3Object, LatestResult | None]]) -> tuple[Chunk, list[FileTask]]:
+        """A chunk of these objects' files; one with an earlier result to reuse is recorded SKIPPED."""
+        ids = [FileTask.doc_id(job.job_id, bucket, obj.key) for obj, _ in batch]
         chunk = new_chunk(job.job_id, ids, seq, job.workers_requested)
-        files = [FileTask(job_id=job.job_id, bot=bot.name, bucket=bucket, file_key=obj.key, chunk_id=chunk.chunk_id,
-                          batch_id=chunk.batch_id, size=obj.size, etag=obj.etag, version_id=obj.version_id,
-                          modified_at=obj.modified_ms or None) for obj in batch]
+        files = []
+        for obj, result in batch:
+            task = FileTask(job_id=job.job_id, bot=bot.name, bucket=bucket, file_key=obj.key, chunk_id=chunk.chunk_id,
+                            batch_id=chunk.batch_id, size=obj.size, etag=obj.etag, version_id=obj.version_id,
+                            modified_at=obj.modified_ms or None)
+            if result is not None:
+                self.store.files.reuse(task, result)
+            files.append(task)
         return chunk, files
 
     # --- workers ------------------------------------------------------------------------------

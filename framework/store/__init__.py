@@ -20,7 +20,7 @@ from .engines import Connection, Engine, connect, without_credentials
 from .files import Claim, FileStore
 from .indices import MAPPING_VERSION, MAPPINGS, index_settings, mapping
 from .jobs import JobStore
-from .results import MGET_IDS, ResultStore
+from .results import ResultStore
 
 
 EMBEDDED_FILE_INDICES = 16
@@ -128,20 +128,16 @@ class Store:
                 changed.append(f"{name} (mapping {version} -> {MAPPING_VERSION})")
         return changed
 
-    def record(self, pending: list[tuple[Chunk, list[FileTask]]], *, reuse: str = "") -> list[str]:
+    def record(self, pending: list[tuple[Chunk, list[FileTask]]]) -> list[str]:
         """Record chunks and their files so that no chunk is claimable before its files exist; returns new file ids.
 
         The chunks are written PENDING, then the files, then the chunks are opened (with their own
         files per status). A chunk recorded before (a resumed scan, a racing submitter) is opened
-        here too if it is still PENDING: its files are written now. With reuse (an incremental
-        job's fingerprint), a file whose object version has a COMPLETED result of that fingerprint
-        is recorded SKIPPED, pointing at it (one mget per chunk at most, see reusing); a chunk with
-        nothing left to work is opened DONE.
+        here too if it is still PENDING: its files are written now. A chunk with nothing left to
+        work (an incremental job's SKIPPED files) is opened DONE.
         """
         if not pending:
             return []
-        if reuse:
-            self.reusing(pending, reuse)
         new = self.chunks.record(chunk for chunk, _ in pending)
         created = set(self.files.record(task for _, files in pending for task in files))
         earlier = self.chunks.get([chunk.chunk_id for chunk, _ in pending if new.get(chunk.chunk_id) is None])
@@ -160,26 +156,6 @@ class Store:
             opened.append((chunk, written, counts))
         self.chunks.open(opened)
         return list(created)
-
-    def reusing(self, pending: list[tuple[Chunk, list[FileTask]]], fingerprint: str) -> int:
-        """Mark SKIPPED the files whose object version has a COMPLETED result of this fingerprint; returns how many.
-
-        The latest results are read by id, whole chunks at a time, up to MGET_IDS files a request
-        (one request per chunk for larger chunks): never a search, never a request per file.
-        """
-        skipped, group = 0, []
-        for position, (_, files) in enumerate(pending):
-            group += files
-            following = len(pending[position + 1][1]) if position + 1 < len(pending) else 0
-            if not following or len(group) + following > MGET_IDS:
-                found = self.results.latest(group)
-                for task in group:
-                    result = found.get(task.file_key)
-                    if result is not None and result.matches(task, fingerprint):
-                        self.files.reuse(task, result)
-                        skipped += 1
-                group = []
-        return skipped
 
     def move(self, job_id: str, claims: list[Claim], *, workers: int, tag: str, reopen: bool,
              seq: int | None = None) -> int:

@@ -11,12 +11,10 @@ result still names an output that was written, of that object version, by that m
 
 from __future__ import annotations
 
-from typing import Iterable
-
 from ..models import FileStatus, FileTask, LatestResult
 from .documents import DocumentStore, Write
 
-# ids per mget: a chunk at most, several small chunks together (SPOTBOT_CHUNK_SIZE may reach 5,000)
+# ids per mget: a listing page's worth (S3 lists up to 1,000 keys a page)
 MGET_IDS = 1000
 
 
@@ -34,16 +32,15 @@ class ResultStore(DocumentStore):
         return Write(self._index, LatestResult.doc_id(task.bot, task.bucket, task.file_key),
                      result.model_dump(mode="json"))
 
-    def latest(self, tasks: Iterable[FileTask]) -> dict[str, LatestResult]:
-        """The latest results of these files' objects, by file key (one mget per MGET_IDS files)."""
-        tasks = list(tasks)
+    def latest(self, bot: str, bucket: str, keys: list[str]) -> dict[str, LatestResult]:
+        """The bot's latest results for these objects, by key (one mget per MGET_IDS keys)."""
         found: dict[str, LatestResult] = {}
-        for start in range(0, len(tasks), MGET_IDS):
-            part = tasks[start:start + MGET_IDS]
-            ids = [LatestResult.doc_id(task.bot, task.bucket, task.file_key) for task in part]
-            for task, doc in zip(part, self.engine.mget(self._index, ids)):
+        for start in range(0, len(keys), MGET_IDS):
+            part = keys[start:start + MGET_IDS]
+            docs = self.engine.mget(self._index, [LatestResult.doc_id(bot, bucket, key) for key in part])
+            for key, doc in zip(part, docs):
                 if doc.get("found"):
-                    found[task.file_key] = LatestResult.model_validate(doc["_source"])
+                    found[key] = LatestResult.model_validate(doc["_source"])
         return found
 
 
