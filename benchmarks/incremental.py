@@ -79,7 +79,22 @@ def run_job(bench: Bench, bot: str, prefix: str, *, incremental: bool, record_re
         raise RuntimeError(f"benchmark job ended {job.status.value} with {job.counts}")
     worked = job.counts.get("COMPLETED", 0)
     running = max(0.001, ((job.finished_at or 0) - (job.running_at or job.created_at)) / 1000)
-    return {"seconds": seconds, "rate": worked / running if worked else 0.0, "counts": job.counts, "job_id": job.job_id}
+    return {"seconds": seconds, "rate": worked / running if worked else 0.0, "counts": job.counts, "job_id": job.job_id,
+            **phases(bench, job)}
+
+
+def phases(bench: Bench, job) -> dict:
+    """Where a job's time went, from its documents' timestamps: the scan (created to RUNNING), until its
+    workers began their first file (their processes start), the work, and from the last file to the end."""
+    bench.store.refresh("files")
+    found = bench.store.engine.search(bench.store.target("files"), {
+        "size": 0, "query": {"bool": {"filter": [{"term": {"job_id": job.job_id}}, {"term": {"status": "COMPLETED"}}]}},
+        "aggs": {"first": {"min": {"field": "started_at"}}, "last": {"max": {"field": "completed_at"}}}})["aggregations"]
+    first, last = found["first"]["value"], found["last"]["value"]
+    if first is None or last is None:
+        return {}
+    return {"scan_s": (job.running_at - job.created_at) / 1000, "start_s": (first - job.running_at) / 1000,
+            "work_s": (last - first) / 1000, "end_s": (job.finished_at - last) / 1000}
 
 
 def incremental_figures(bench: Bench, n: int, reruns: int, log: Path) -> dict:
@@ -162,6 +177,11 @@ def handover(bench: Bench, n: int, how: signal.Signals) -> dict:
             "files_left": len(taken)}
 
 
+def split(result: dict) -> str:
+    """A job's phases as table cells (see phases)."""
+    return " | ".join(f"{result[name]:.1f}" if name in result else "n/a" for name in ("scan_s", "start_s", "work_s", "end_s"))
+
+
 def figure(values: list[float], digits: int = 1) -> str:
     if not values:
         return "n/a"
@@ -182,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     home = temporary_home()
     log = home / "endpoint-calls.log"
     os.environ["BENCH_CALLS_LOG"] = str(log)  # the counting endpoint, started from here, inherits it
-    began = time.monotonic()
+    began, load = time.monotonic(), os.getloadavg()[0]
     bench = Bench(home)
     found: dict = {}
     try:
@@ -202,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.close()
         shutil.rmtree(home, ignore_errors=True)
-    text = report(found, args, bench, time.monotonic() - began)
+    text = report(found, args, bench, time.monotonic() - began, (load, os.getloadavg()[0]))
     with args.out.open("a") as out:
         out.write(text)
     print(text)
     return 0
 
 
-def report(found: dict, args, bench: Bench, seconds: float) -> str:
+def report(found: dict, args, bench: Bench, seconds: float, load: tuple[float, float]) -> str:
     server = "embedded (noida-db)" if bench.embedded_es else os.environ.get("SPOTBOT_ES_URL", "")
     lines = [f"# Incremental runs and graceful stops ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"`python -m benchmarks.incremental {' '.join(sys.argv[1:])}`".replace(" `", "`"),
@@ -217,22 +237,28 @@ def report(found: dict, args, bench: Bench, seconds: float) -> str:
              f"- took {seconds / 60:.0f} min; machine: {os.cpu_count()} cores, {platform.platform()}, "
              f"Python {platform.python_version()}; Elasticsearch {server}; S3 embedded (weed mini)",
              f"- figures 1-2: {WORKERS} workers; all: concurrency 8, chunks of 100, lease 10 s, poll 0.5 s, "
-             "results flushed every 2 s or 100 files", ""]
+             "results flushed every 2 s or 100 files",
+             f"- the machine's load average (1 min) was {load[0]:.1f} at the start and {load[1]:.1f} at the end "
+             f"({os.cpu_count()} cores; other work on it slows every job alike)", ""]
     if "incremental" in found:
         inc = found["incremental"]
         first, reruns = inc["first"], inc["reruns"]
         ratios = [r["seconds"] / first["seconds"] for r in reruns]
         lines += ["## 1. Incremental rerun, 1 % of the objects changed", "",
-                  "| job | files | endpoint calls | files worked | SKIPPED | seconds, submit to end | vs the first job |",
-                  "|---|---|---|---|---|---|---|",
+                  "| job | files | endpoint calls | files worked | SKIPPED | seconds, submit to end | vs the first job "
+                  "| scan s | workers start s | work s | end s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|",
                   f"| first (full) | {args.files:,} | {first['calls']:,} | {first['counts'].get('COMPLETED', 0):,} | 0 | "
-                  f"{first['seconds']:.1f} | 1.00 |"]
+                  f"{first['seconds']:.1f} | 1.00 | {split(first)} |"]
         for n, (rerun, ratio) in enumerate(zip(reruns, ratios), 1):
             lines.append(f"| incremental rerun {n} | {args.files:,} | {rerun['calls']:,} | "
                          f"{rerun['counts'].get('COMPLETED', 0):,} | {rerun['counts'].get('SKIPPED', 0):,} | "
-                         f"{rerun['seconds']:.1f} | {ratio:.3f} |")
+                         f"{rerun['seconds']:.1f} | {ratio:.3f} | {split(rerun)} |")
         lines += ["", f"Reruns: {figure([r['seconds'] for r in reruns])} s, {figure(ratios, 3)} of the first job's "
-                  "time (median (min-max)); the endpoint was called once per changed object and for nothing else.", ""]
+                  "time (median (min-max)); the endpoint was called once per changed object and for nothing else. "
+                  "Phases, from the documents' timestamps: the scan (listing, reading the earlier results, recording "
+                  "the files), until the workers began their first file (their processes start), the work, and from "
+                  "the last file to the job's end.", ""]
     if "overhead" in found:
         rates = found["overhead"]
         on, off = rates[True], rates[False]
