@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .endpoints import EndpointClient
 from .errors import ConfigError
@@ -29,6 +29,10 @@ class Context:
     output_bucket: str
     output_prefix: str
     endpoint_names: list[str]
+    # the object version (etag, version_id) the job recorded for each input file in flight, by key: the worker
+    # sets a file's entry before its task runs and removes it after, so read_input reads exactly that version
+    # from whichever thread the task runs on (a dict's get and set are atomic; a key is in flight once at a time)
+    versions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 _context: Context | None = None  # set by the worker for as long as it runs
@@ -41,9 +45,15 @@ def _current() -> Context:
 
 
 def read_input(file_name: str) -> bytes:
-    """The bytes of an input file (its S3 key) of the running job."""
+    """The bytes of an input file (its S3 key) of the running job: of the object version the job recorded.
+
+    If the object was overwritten or deleted since, this raises ObjectChanged and the file ends
+    ERROR with that reason (its output would be of another object). Another object of the input
+    bucket (not a file being worked) is read as it is now.
+    """
     ctx = _current()
-    return ctx.storage.read(ctx.input_bucket, file_name)
+    etag, version_id = ctx.versions.get(file_name, ("", ""))
+    return ctx.storage.read(ctx.input_bucket, file_name, etag=etag, version_id=version_id)
 
 
 def invoke_endpoint(body: bytes | str | dict | list, content_type: str = "application/json", endpoint_name: str | None = None,

@@ -69,7 +69,7 @@ def job_cost(job: Job, counts: dict[str, int], settings: Settings) -> dict:
     if not price:
         return out
     cost = sum(worker_seconds(w, now) / 3600 * price.get(w.backend, price.get("*", 0.0)) for w in job.workers.values())
-    left = max(0, job.total - worked - counts.get(FileStatus.CANCELLED.value, 0))
+    left = max(0, job.total - worked - counts.get(FileStatus.CANCELLED.value, 0) - counts.get(FileStatus.SKIPPED.value, 0))
     per_file = cost / worked if worked else None
     out.update({"cost": round(cost, 6), "cost_per_1000_files": round(per_file * 1000, 6) if per_file is not None else None,
                 "cost_at_end": round(cost + left * per_file, 6) if per_file is not None and not job.status.terminal

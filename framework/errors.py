@@ -77,6 +77,12 @@ class StorageError(SpotbotError):
     exit_code = 6
 
 
+class ObjectChanged(StorageError):
+    """An input object is no longer the version the job recorded (overwritten or deleted since the scan)."""
+
+    exit_code = 6
+
+
 class QueueError(SpotbotError):
     """An SQS queue (S3 event notifications for `spotbot watch`) could not be read."""
 

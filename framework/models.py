@@ -46,10 +46,13 @@ class FileStatus(str, Enum):
     COMPLETED = "COMPLETED"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"
+    # an incremental job found a COMPLETED result of this very object version and model (reused_from, output_uri):
+    # not worked by this job, so not COMPLETED by it; its output is the earlier job's
+    SKIPPED = "SKIPPED"
 
     @property
     def terminal(self) -> bool:
-        return self in (FileStatus.COMPLETED, FileStatus.ERROR, FileStatus.CANCELLED)
+        return self in (FileStatus.COMPLETED, FileStatus.ERROR, FileStatus.CANCELLED, FileStatus.SKIPPED)
 
 
 class ChunkStatus(str, Enum):
@@ -224,6 +227,8 @@ class Worker(BaseModel):
     exit_code: int | None = None
     reason: str = ""
     vcpus: float | None = None  # what the back end gives it (None: it shares the machine)
+    # it was stopped from outside while its job ran (SIGTERM, a Spot interruption notice), and gave its work back
+    interrupted: bool = False
     memory_mb: int | None = None
     started_at: int = Field(default_factory=now_ms)
     ended_at: int | None = None
@@ -246,6 +251,10 @@ class Job(BaseModel):
     error: str = ""
     events: list[str] = Field(default_factory=list)
     retries: int = 0
+    # what its results depend on (framework/fingerprint.py): an incremental job reuses results of the same one
+    fingerprint: str = ""
+    # files whose object version has a COMPLETED result of this bot and fingerprint are SKIPPED, not worked
+    incremental: bool = False
     # a long-running job (watch mode, the image API) takes new files until it is closed
     accepting: bool = False
     # add_files calls under way (token -> expiry, epoch ms): the job cannot end while one may still write
@@ -319,6 +328,12 @@ class FileTask(BaseModel):
     output: Any = None
     error: str = ""
     size: int = 0
+    # the object version the scan recorded: the worker reads exactly it (IfMatch on the ETag, or the VersionId)
+    etag: str = ""
+    version_id: str = ""
+    modified_at: int | None = None  # its LastModified, epoch ms (S3's clock)
+    fingerprint: str = ""  # the job's fingerprint when this file was COMPLETED (what its output depends on)
+    reused_from: str = ""  # SKIPPED: the job whose result (output_uri) this file reuses
     created_at: int = Field(default_factory=now_ms)
     started_at: int | None = None
     completed_at: int | None = None
@@ -327,3 +342,34 @@ class FileTask(BaseModel):
     def doc_id(job_id: str, bucket: str, key: str) -> str:
         """Deterministic, so recording the same prefix twice never duplicates a file."""
         return hashlib.sha256(f"{job_id}\0{bucket}\0{key}".encode()).hexdigest()[:40]
+
+
+class LatestResult(BaseModel):
+    """The latest COMPLETED result of one bot for one object (bot, bucket, key): what an incremental job reuses.
+
+    Written in the same bulk request as the file's completion (FileStore.flush), read by id
+    (`doc_id`), never searched: an incremental scan costs at most one mget per chunk.
+    """
+
+    bot: str
+    bucket: str
+    file_key: str
+    job_id: str
+    etag: str = ""
+    version_id: str = ""
+    size: int = 0
+    fingerprint: str
+    output_uri: str
+    completed_at: int | None = None
+
+    @staticmethod
+    def doc_id(bot: str, bucket: str, key: str) -> str:
+        return hashlib.sha256(f"{bot}\0{bucket}\0{key}".encode()).hexdigest()[:40]
+
+    def matches(self, *, etag: str, version_id: str, size: int, fingerprint: str) -> bool:
+        """Whether this result is of that very object version (VersionId, else ETag and size), by the same model."""
+        if not fingerprint or self.fingerprint != fingerprint:
+            return False
+        if version_id and self.version_id:
+            return version_id == self.version_id
+        return bool(etag) and etag == self.etag and size == self.size

@@ -12,17 +12,19 @@ import queue
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 from .costs import resources
 from .endpoints import EndpointManager
 from .errors import ConfigError, LaunchError, SpotbotError
+from .fingerprint import fingerprint
 from .launchers import Launcher, WorkerSpec, launcher
-from .models import (JOB_ID_PATTERN, BotConfig, Chunk, ChunkStatus, FileStatus, FileTask, Job, JobStatus, Worker,
-                     WorkerState, now_ms)
+from .models import (JOB_ID_PATTERN, BotConfig, Chunk, ChunkStatus, FileStatus, FileTask, Job, JobStatus, LatestResult,
+                     Worker, WorkerState, now_ms)
 from .settings import Settings
-from .storage import S3Location, Storage, has_suffix, parse_uri
+from .storage import S3Location, S3Object, Storage, has_suffix, parse_uri
 from .store import Store
 from .store.chunks import new_chunk
 from .store.files import Claim
@@ -34,6 +36,7 @@ ADD_WINDOW_SECONDS = 60.0
 PENDING_GRACE_SECONDS = ADD_WINDOW_SECONDS
 # the scan holds back this many keys at most to size a small job's chunks (see chunk_size_for)
 SIZING_KEYS = 20_000
+RETRY_HEADS = 16  # HEAD requests at once when a retry reads its files' objects as they are now
 
 __all__ = ["Scheduler", "new_chunk", "chunk_size_for", "new_job_id", "PENDING_GRACE_SECONDS"]
 
@@ -88,6 +91,13 @@ def new_job_id(bot: str) -> str:
     return f"{bot}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def overwritten(task: FileTask, obj: S3Object) -> bool:
+    """Whether a listed object is another version than the one the file recorded (unknown versions: no)."""
+    if task.version_id and obj.version_id:
+        return task.version_id != obj.version_id
+    return bool(task.etag and obj.etag) and task.etag != obj.etag
+
+
 def overlapping(source: S3Location, dest: S3Location) -> bool:
     """Whether outputs would land among the inputs (or inputs among the outputs): one prefix starts the other."""
     return source.bucket == dest.bucket and (dest.prefix.startswith(source.prefix) or source.prefix.startswith(dest.prefix))
@@ -105,10 +115,15 @@ class Scheduler:
     # --- submit -------------------------------------------------------------------------------
 
     def submit(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-               job_id: str | None = None, concurrency: int | None = None,
+               job_id: str | None = None, concurrency: int | None = None, incremental: bool = False,
                on_scan: Callable[[int], None] | None = None) -> Job:
-        """Record a job and its files, start its endpoints and workers; idempotent per job id."""
-        job, created = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency)
+        """Record a job and its files, start its endpoints and workers; idempotent per job id.
+
+        incremental: a file whose object version has a COMPLETED result of this bot with the same
+        fingerprint (framework/fingerprint.py) is recorded SKIPPED, pointing at that result, and not
+        worked; a job with nothing left to work ends at once, without starting a worker.
+        """
+        job, created = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency, incremental=incremental)
         if job.accepting:
             raise ConfigError(f"job {job.job_id!r} is a long-running job that takes files as they come; "
                               "choose another job id", field="job_id")
@@ -118,19 +133,19 @@ class Scheduler:
             job = self.store.jobs.get(job.job_id)
         if job.status.terminal:
             return job
-        if job.total == 0:
-            return self.settle(job.job_id)
+        if job.total == 0 or not self.store.chunks.unfinished(job.job_id):
+            return self.settle(job.job_id)  # nothing to work (an empty prefix; every file SKIPPED)
         if not created and self.alive_workers(job):
             return job  # already being worked: a resubmit adds nothing
         return self._start(job, bot, job.workers_requested)
 
     def create_job(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-                   job_id: str | None = None, concurrency: int | None = None) -> Job:
+                   job_id: str | None = None, concurrency: int | None = None, incremental: bool = False) -> Job:
         """Check a job's arguments and record it (SCANNING) without scanning; submit(..., job_id=its id) does the rest.
 
         For callers that must answer before the scan (the HTTP API): bad input fails here, at once.
         """
-        job, _ = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency)
+        job, _ = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency, incremental=incremental)
         if job.accepting:
             raise ConfigError(f"job {job.job_id!r} is a long-running job that takes files as they come; "
                               "choose another job id", field="job_id")
@@ -139,9 +154,12 @@ class Scheduler:
     def _new(self, bot_name: str, input_uri: str, output_uri: str, workers: int | None, job_id: str | None,
              concurrency: int | None, **fields) -> tuple[Job, bool]:
         bot, source, dest = self._prepare(bot_name, input_uri, output_uri, job_id)
+        # every job keeps its fingerprint (and its completed files their results), so that a later
+        # incremental job can reuse them; a job resumed by its id keeps the one it was created with
         return self._create(Job(job_id=job_id or new_job_id(bot.name), bot=bot.name, input_uri=source.uri,
                                 output_uri=dest.uri, workers_requested=workers or self.settings.workers,
-                                concurrency=concurrency or self.settings.concurrency, **fields))
+                                concurrency=concurrency or self.settings.concurrency,
+                                fingerprint=fingerprint(bot, self.storage), **fields))
 
     def _prepare(self, bot_name: str, input_uri: str, output_uri: str,
                  job_id: str | None) -> tuple[BotConfig, S3Location, S3Location]:
@@ -175,13 +193,13 @@ class Scheduler:
     # --- long-running jobs ----------------------------------------------------------------------
 
     def open(self, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-             job_id: str | None = None, concurrency: int | None = None) -> Job:
+             job_id: str | None = None, concurrency: int | None = None, incremental: bool = False) -> Job:
         """Start a long-running job: no scan; files come through add_files until close. Idempotent per job id.
 
         Its workers stay up while it has no work, so a new file is picked up within a poll interval.
         """
         job, created = self._new(bot_name, input_uri, output_uri, workers, job_id, concurrency, accepting=True,
-                                 status=JobStatus.RUNNING, running_at=now_ms())
+                                 status=JobStatus.RUNNING, running_at=now_ms(), incremental=incremental)
         if not job.accepting:
             if job.closed_at is not None:
                 raise ConfigError(f"job {job.job_id!r} is a long-running job that was closed (it takes no more "
@@ -192,33 +210,70 @@ class Scheduler:
             job = self._start(job, self.store.bots.get(job.bot), job.workers_requested)
         return job
 
-    def add_files(self, job_id: str, objects: Iterable[tuple[str, int]]) -> list[str]:
-        """Record new files (key, size) of the job's input bucket in a long-running job; returns the keys that are new.
+    def add_files(self, job_id: str, objects: Iterable[S3Object | tuple[str, int]]) -> list[str]:
+        """Record new files of the job's input bucket in a long-running job; returns the keys that are new.
 
+        Each is a listed S3Object (its version is recorded and read exactly) or a (key, size) pair.
         A key recorded before is not recorded again (file ids are deterministic). The job cannot
         end while this writes: a token with an expiry on the job holds it open until the files
         are counted, or until the token expires if this process dies half-way.
         """
-        objects = list(objects)
+        objects = [obj if isinstance(obj, S3Object) else S3Object(obj[0], obj[1], 0) for obj in objects]
         if not objects:
             return []
         job = self.store.jobs.get(job_id)
         source = parse_uri(job.input_uri, field="input")
-        outside = next((key for key, _ in objects if not key.startswith(source.prefix)), None)
+        outside = next((obj.key for obj in objects if not obj.key.startswith(source.prefix)), None)
         if outside is not None:
             raise ConfigError(f"{outside!r} is not under the job's input {source.uri}", field="key")
-        size = chunk_size_for(len(objects), job.workers_requested, self.settings.chunk_size)
-        chunk_count = -(-len(objects) // size)
-        token = secrets.token_hex(6)
-        job = self.store.jobs.reserve_add(job_id, token, chunks=chunk_count, window_seconds=ADD_WINDOW_SECONDS)
         bot = self.store.bots.get(job.bot)
-        first_seq = job.chunks - chunk_count
-        pending = [self._chunk(job, bot, source.bucket, first_seq + i, objects[i * size:(i + 1) * size])
-                   for i in range(chunk_count)]
+        reusable = self._reusable(job, bot, source.bucket, objects)
+        to_work = [(obj, None) for obj in objects if obj.key not in reusable]
+        skipped = [(obj, reusable[obj.key]) for obj in objects if obj.key in reusable]
+        size = chunk_size_for(len(to_work), job.workers_requested, self.settings.chunk_size)
+        runs = [to_work[i:i + size] for i in range(0, len(to_work), size)]
+        runs += [skipped[i:i + self.settings.chunk_size] for i in range(0, len(skipped), self.settings.chunk_size)]
+        token = secrets.token_hex(6)
+        job = self.store.jobs.reserve_add(job_id, token, chunks=len(runs), window_seconds=ADD_WINDOW_SECONDS)
+        first_seq = job.chunks - len(runs)
+        pending = [self._chunk(job, bot, source.bucket, first_seq + i, run) for i, run in enumerate(runs)]
         new_ids = set(self.store.record(pending))
-        new_keys = [key for key, _ in objects if FileTask.doc_id(job_id, source.bucket, key) in new_ids]
+        new_keys = [obj.key for obj in objects if FileTask.doc_id(job_id, source.bucket, obj.key) in new_ids]
         self.store.jobs.added(job_id, token, len(new_keys))
         return new_keys
+
+    def rework(self, job_id: str, objects: Iterable[S3Object]) -> list[str]:
+        """Work again the files of a long-running job whose object was overwritten since it was recorded (a new
+        ETag or version); returns their keys.
+
+        Only files that have ended are reopened (in new chunks, with the new version, their history
+        kept): a file still waiting or in flight is read as the version it names, and ends ERROR if
+        that is gone, to be reworked by a later look. The job is held open while this writes, as by add_files.
+        """
+        job = self.store.jobs.get(job_id)
+        source = parse_uri(job.input_uri, field="input")
+        listed = {FileTask.doc_id(job_id, source.bucket, obj.key): obj for obj in objects}
+        changed = [claim for claim in self.store.files.claims(list(listed))
+                   if claim.task.status.terminal and overwritten(claim.task, listed[claim.id])]
+        if not changed:
+            return []
+        size = chunk_size_for(len(changed), job.workers_requested, self.settings.chunk_size)
+        chunk_count = -(-len(changed) // size)
+        token = secrets.token_hex(6)
+        job = self.store.jobs.reserve_add(job_id, token, chunks=chunk_count, window_seconds=ADD_WINDOW_SECONDS)
+        first_seq = job.chunks - chunk_count
+        for claim in changed:
+            obj = listed[claim.id]
+            claim.task.etag, claim.task.version_id, claim.task.size = obj.etag, obj.version_id, obj.size
+            claim.task.modified_at = obj.modified_ms or None
+        reworked = 0
+        for i in range(chunk_count):
+            reworked += self.store.move(job_id, changed[i * size:(i + 1) * size], workers=job.workers_requested,
+                                        tag=f"v{token[:4]}-", reopen=True, seq=first_seq + i)
+        self.store.jobs.added(job_id, token, 0)
+        if reworked:
+            self.store.jobs.note(job_id, f"watch: {reworked} file(s) overwritten in place are worked again")
+        return [claim.task.file_key for claim in changed]
 
     def close(self, job_id: str) -> Job:
         """Stop a long-running job taking files; it ends once the files it has are worked."""
@@ -234,51 +289,58 @@ class Scheduler:
         written (Store.record). A file that exists already (an earlier scan of the same job) keeps
         its chunk and is not recorded twice. A cancel stops the scan at the next listing page.
         A small job's chunks are sized from its file count (chunk_size_for); for that, the scan
-        holds back up to SIZING_KEYS keys before it records the first.
+        holds back up to SIZING_KEYS keys before it records the first. An incremental job looks up
+        the earlier results of each listing page (one mget) and puts the files it SKIPs in chunks of
+        their own, opened DONE: the files to work make full chunks however few and scattered they are.
         """
         total = seq = 0
-        held: list[tuple[str, int]] | None = []  # keys held back to size chunks, until the size is known
+        held: list[tuple[S3Object, LatestResult | None]] | None = []  # held back to size chunks, until the size is known
         size = self.settings.chunk_size
-        batch: list[tuple[str, int]] = []
+        batches: dict[bool, list[tuple[S3Object, LatestResult | None]]] = {False: [], True: []}  # to work, SKIPPED
         pending: list[tuple[Chunk, list[FileTask]]] = []
         recorder = _Recorder(self.store.record, on_scan)  # records while the listing goes on
         cancelled = False
 
-        def take(key: str, size_: int) -> None:
-            nonlocal seq, batch, pending
-            batch.append((key, size_))
-            if len(batch) == size:
+        def take(obj: S3Object, result: LatestResult | None) -> None:
+            nonlocal seq, pending
+            batch = batches[result is not None]
+            batch.append((obj, result))
+            # nobody works a chunk of SKIPPED files: they are as large as chunks may be
+            if len(batch) == (self.settings.chunk_size if result is not None else size):
                 pending.append(self._chunk(job, bot, source.bucket, seq, batch))
-                seq, batch = seq + 1, []
+                seq += 1
+                batch.clear()
                 if len(pending) == CHUNKS_PER_WRITE:
                     recorder.put(pending, total)
                     pending = []
 
         try:
-            for page in self.storage.pages(source):
+            for page in self.storage.objects(source):
                 if self.store.jobs.get(job.job_id).status == JobStatus.CANCELLED:
                     cancelled = True
                     break
-                for key, size_ in page:
-                    if key.endswith("/") or not has_suffix(key, bot.file_types):
-                        continue
+                wanted = [obj for obj in page if not obj.key.endswith("/") and has_suffix(obj.key, bot.file_types)]
+                reusable = self._reusable(job, bot, source.bucket, wanted)
+                for obj in wanted:
                     total += 1
                     if held is not None:
-                        held.append((key, size_))
+                        held.append((obj, reusable.get(obj.key)))
                         if len(held) < SIZING_KEYS:
                             continue
                         for item in held:
                             take(*item)
                         held = None
                         continue
-                    take(key, size_)
+                    take(obj, reusable.get(obj.key))
             if held is not None:
-                size = chunk_size_for(len(held), job.workers_requested, self.settings.chunk_size)
+                to_work = sum(1 for _, result in held if result is None)
+                size = chunk_size_for(to_work, job.workers_requested, self.settings.chunk_size)
                 for item in held:
                     take(*item)
-            if batch:
-                pending.append(self._chunk(job, bot, source.bucket, seq, batch))
-                seq += 1
+            for batch in batches.values():
+                if batch:
+                    pending.append(self._chunk(job, bot, source.bucket, seq, batch))
+                    seq += 1
             recorder.put(pending, total)
         except BaseException:
             recorder.close(quietly=True)  # the scan's own failure is the one to report
@@ -290,11 +352,30 @@ class Scheduler:
         self.store.jobs.start(job.job_id, total=total, chunks=seq)
         return total
 
-    def _chunk(self, job: Job, bot: BotConfig, bucket: str, seq: int, batch: list[tuple[str, int]]):
-        ids = [FileTask.doc_id(job.job_id, bucket, key) for key, _ in batch]
+    def _reusable(self, job: Job, bot: BotConfig, bucket: str, objects: list[S3Object]) -> dict[str, LatestResult]:
+        """For an incremental job, the objects whose version has a COMPLETED result of its fingerprint, by key.
+
+        The bot's latest results are read by id (store/results.py): one mget per listing page, never a search.
+        """
+        if not job.incremental or not objects:
+            return {}
+        found = self.store.results.latest(bot.name, bucket, [obj.key for obj in objects])
+        return {obj.key: result for obj in objects if (result := found.get(obj.key)) is not None and result.matches(
+            etag=obj.etag, version_id=obj.version_id, size=obj.size, fingerprint=job.fingerprint)}
+
+    def _chunk(self, job: Job, bot: BotConfig, bucket: str, seq: int,
+               batch: list[tuple[S3Object, LatestResult | None]]) -> tuple[Chunk, list[FileTask]]:
+        """A chunk of these objects' files; one with an earlier result to reuse is recorded SKIPPED."""
+        ids = [FileTask.doc_id(job.job_id, bucket, obj.key) for obj, _ in batch]
         chunk = new_chunk(job.job_id, ids, seq, job.workers_requested)
-        files = [FileTask(job_id=job.job_id, bot=bot.name, bucket=bucket, file_key=key, chunk_id=chunk.chunk_id,
-                          batch_id=chunk.batch_id, size=size) for key, size in batch]
+        files = []
+        for obj, result in batch:
+            task = FileTask(job_id=job.job_id, bot=bot.name, bucket=bucket, file_key=obj.key, chunk_id=chunk.chunk_id,
+                            batch_id=chunk.batch_id, size=obj.size, etag=obj.etag, version_id=obj.version_id,
+                            modified_at=obj.modified_ms or None)
+            if result is not None:
+                self.store.files.reuse(task, result)
+            files.append(task)
         return chunk, files
 
     # --- workers ------------------------------------------------------------------------------
@@ -449,4 +530,16 @@ class Scheduler:
                    if c.task.status.terminal or chunk_status.get(c.task.chunk_id, ChunkStatus.DONE) == ChunkStatus.DONE]
         if not movable:
             return 0
+        self._now_current(movable)
         return self.store.move(job_id, movable, workers=workers, tag=f"r{secrets.token_hex(2)}-", reopen=True)
+
+    def _now_current(self, claims: list[Claim]) -> None:
+        """Retried files name their objects as they are now (a HEAD each, RETRY_HEADS at once), so a retry works
+        inputs fixed since the job recorded them, as a new job would; and then, as any job, exactly those versions."""
+        pinned = [claim for claim in claims if claim.task.etag or claim.task.version_id]
+        with ThreadPoolExecutor(RETRY_HEADS) as pool:
+            found = list(pool.map(lambda claim: self.storage.version(claim.task.bucket, claim.task.file_key), pinned))
+        for claim, obj in zip(pinned, found):
+            if obj is not None:  # (one deleted since keeps its version: reading it says so)
+                claim.task.etag, claim.task.version_id, claim.task.size = obj.etag, obj.version_id, obj.size
+                claim.task.modified_at = obj.modified_ms

@@ -47,6 +47,10 @@ class Settings(BaseModel):
     task_batch_size: int = Field(16, ge=1, le=1024, description="files per call of a task.py's main_batch(file_names)")
     cost_per_worker_hour: str = Field("", description="price of a worker-hour for `status`'s cost figures: 0.05, or per back end like batch=0.0125,docker=0 (empty: no money shown)")
     stop_grace_seconds: float = Field(30.0, ge=0, description="on SIGTERM (docker stop, a Spot interruption) a worker lets its files in flight finish this long, then gives the rest back")
+    spot_notice: str = Field("auto", description="watch the EC2 instance metadata service for a Spot interruption notice and stop as on SIGTERM: auto (on AWS Batch workers only), on or off")
+    spot_notice_seconds: float = Field(5.0, gt=0, le=60, description="how often a worker asks the instance metadata service for a Spot interruption notice")
+    imds_url: str = Field("http://169.254.169.254", description="the EC2 instance metadata service (IMDSv2) a worker asks for Spot interruption notices")
+    record_results: bool = Field(True, description="write each completed file as its bot's latest result for that object, which `submit --incremental` reuses (false: later incremental jobs find nothing to reuse)")
     flush_files: int = Field(100, ge=1, description="a worker writes results after this many files ...")
     flush_seconds: float = Field(2.0, gt=0, description="... or after this many seconds, whichever is first (also how fresh `status` is)")
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
@@ -65,6 +69,20 @@ class Settings(BaseModel):
     def _urls(cls, value: str) -> str:
         # "a, b" and "a,b," mean the same nodes; one URL stays as given
         return ",".join(url.strip() for url in value.split(",") if url.strip())
+
+    @field_validator("spot_notice")
+    @classmethod
+    def _spot_notice(cls, value: str) -> str:
+        if value.strip().lower() not in ("auto", "on", "off"):
+            raise ValueError(f"{value!r} is not auto, on or off")
+        return value.strip().lower()
+
+    @field_validator("imds_url")
+    @classmethod
+    def _imds_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// URL like http://169.254.169.254")
+        return value.rstrip("/")
 
     @field_validator("docker_memory", "docker_endpoint_memory")
     @classmethod

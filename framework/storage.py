@@ -11,7 +11,7 @@ import botocore.config
 import botocore.exceptions
 
 from .aws import calling
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, ObjectChanged, StorageError
 from .retry import retrying
 from .settings import Settings
 
@@ -39,11 +39,14 @@ class S3Location:
 
 @dataclass(frozen=True)
 class S3Object:
-    """One listed object: its key, size in bytes and last-modified time (epoch ms, S3's clock)."""
+    """One listed object: its key, size in bytes, last-modified time (epoch ms, S3's clock), ETag and, in a
+    versioned bucket, VersionId."""
 
     key: str
     size: int
     modified_ms: int
+    etag: str = ""
+    version_id: str = ""
 
 
 def parse_uri(uri: str, *, field: str = "uri") -> S3Location:
@@ -67,6 +70,7 @@ class Storage:
 
     def __init__(self, settings: Settings):
         self.endpoint_url = settings.s3_endpoint_url or None
+        self._versioning: dict[str, bool] = {}  # bucket -> versioning on (see versioned)
         self.retry_seconds = settings.retry_seconds
         credentials = {}
         if settings.s3_access_key is not None and settings.s3_secret_key is not None:
@@ -116,23 +120,86 @@ class Storage:
             yield [(obj.key, obj.size) for obj in page]
 
     def objects(self, location: S3Location, *, start_after: str = "") -> Iterator[list[S3Object]]:
-        """The objects under a prefix whose keys sort after start_after, in key order, one listing page at a time."""
+        """The objects under a prefix whose keys sort after start_after, in key order, one listing page at a time.
+
+        In a bucket with versioning on, the latest version of each object (ListObjectVersions), so
+        each carries its VersionId; elsewhere ListObjectsV2, whose ETags say the same for a read.
+        """
+        if self.versioned(location.bucket):
+            yield from self._versions(location, start_after)
+            return
         paginator = self.client.get_paginator("list_objects_v2")
         extra = {"StartAfter": start_after} if start_after else {}
         with self._errors(f"listing {location.uri}"):
             for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix, **extra):
-                yield [S3Object(obj["Key"], obj.get("Size", 0), int(obj["LastModified"].timestamp() * 1000))
-                       for obj in page.get("Contents", [])]
+                yield [S3Object(obj["Key"], obj.get("Size", 0), int(obj["LastModified"].timestamp() * 1000),
+                                obj.get("ETag", "")) for obj in page.get("Contents", [])]
 
-    def read(self, bucket: str, key: str) -> bytes:
-        """An object's bytes; transient failures are retried for up to SPOTBOT_RETRY_SECONDS."""
+    def _versions(self, location: S3Location, start_after: str) -> Iterator[list[S3Object]]:
+        paginator = self.client.get_paginator("list_object_versions")
+        extra = {"KeyMarker": start_after} if start_after else {}
+        with self._errors(f"listing the versions of {location.uri}"):
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix, **extra):
+                # an object whose latest entry is a delete marker is gone: none of its versions is latest
+                yield [S3Object(obj["Key"], obj.get("Size", 0), int(obj["LastModified"].timestamp() * 1000),
+                                obj.get("ETag", ""), obj.get("VersionId") or "")
+                       for obj in page.get("Versions", []) if obj.get("IsLatest")]
+
+    def versioned(self, bucket: str) -> bool:
+        """Whether the bucket keeps versions (asked once per bucket; no permission to ask counts as no)."""
+        if bucket not in self._versioning:
+            try:
+                with self._errors(f"reading the versioning of bucket {bucket!r}"):
+                    status = self.client.get_bucket_versioning(Bucket=bucket).get("Status", "")
+            except StorageError as exc:
+                if exc.transient:
+                    raise
+                status = ""
+            self._versioning[bucket] = status == "Enabled"
+        return self._versioning[bucket]
+
+    def read(self, bucket: str, key: str, *, etag: str = "", version_id: str = "") -> bytes:
+        """An object's bytes (exactly that version, when given); transient failures are retried for up to
+        SPOTBOT_RETRY_SECONDS. ObjectChanged when the object is no longer that version."""
         what = f"reading s3://{bucket}/{key}"
+        exact = {"VersionId": version_id} if version_id else ({"IfMatch": etag} if etag else {})
 
         def get() -> bytes:
             with self._errors(what):
-                return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+                return self.client.get_object(Bucket=bucket, Key=key, **exact)["Body"].read()
 
-        return retrying(get, seconds=self.retry_seconds, what=what)
+        try:
+            return retrying(get, seconds=self.retry_seconds, what=what)
+        except StorageError as exc:
+            if exact and exc.code in ("PreconditionFailed", "NoSuchKey", "NoSuchVersion", "404", "412"):
+                recorded = f"version {version_id}" if version_id else f"ETag {etag}"
+                raise ObjectChanged(f"s3://{bucket}/{key} changed after the job recorded it ({recorded}; S3 answered "
+                                    f"{exc.code}): its output would be of another object. Submit a new job to work "
+                                    "the object as it is now", file=f"s3://{bucket}/{key}", code=exc.code) from None
+            raise
+
+    def version(self, bucket: str, key: str) -> S3Object | None:
+        """The object as it is now (a HEAD): size, ETag and VersionId; None when there is none."""
+        try:
+            with self._errors(f"reading s3://{bucket}/{key}"):
+                head = self.client.head_object(Bucket=bucket, Key=key)
+        except StorageError as exc:
+            if exc.code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return S3Object(key, head.get("ContentLength", 0), int(head["LastModified"].timestamp() * 1000),
+                        head.get("ETag", ""), head.get("VersionId") or "")
+
+    def etag(self, uri: str, *, field: str) -> str:
+        """The ETag of the object at an s3:// URI (a HEAD); ConfigError naming the field when there is none."""
+        location = parse_uri(uri, field=field)
+        try:
+            with self._errors(f"reading {uri}"):
+                return self.client.head_object(Bucket=location.bucket, Key=location.prefix).get("ETag", "")
+        except StorageError as exc:
+            if exc.code in ("404", "NoSuchKey", "NotFound"):
+                raise ConfigError(f"{uri} does not exist", field=field) from None
+            raise
 
     def write(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Put an object (a retry rewrites the same key: still one object); returns its s3:// URI."""

@@ -19,8 +19,13 @@ flight, each marked in flight before it runs (FileStore.begin_one), so a poison 
 ERROR after max_attempts and its neighbours are not charged for it.
 
 SIGTERM (docker stop, AWS Batch, a Spot interruption) stops the worker gracefully: it claims
-nothing more, lets the files in flight finish for up to SPOTBOT_STOP_GRACE_SECONDS, gives back
-the rest unworked and uncharged, and releases its chunks at once for other workers.
+nothing more, releases at once the chunks it holds with nothing in flight, lets the files in
+flight finish for up to SPOTBOT_STOP_GRACE_SECONDS, gives back the rest unworked and uncharged,
+and releases their chunks in the same request as their results, for other workers to take at
+once (an idle worker looks for work at least every IDLE_CLAIM_POLLS poll intervals). On AWS
+(SPOTBOT_SPOT_NOTICE) a Spot interruption notice of the instance metadata service stops it the
+same way, two minutes before the instance goes (framework/spot.py). A worker stopped so while
+its job runs is recorded `interrupted` on the job.
 """
 
 from __future__ import annotations
@@ -46,10 +51,10 @@ from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel, Field, ValidationError
 
-from . import bot
+from . import bot, spot
 from .endpoints import EndpointClient
 from .endpoints.serving import load_reference
-from .errors import ConfigError, SpotbotError, TaskError
+from .errors import ConfigError, ObjectChanged, SpotbotError, TaskError
 from .models import ChunkStatus, FileStatus, JobStatus, WorkerState, split_list
 from .retry import retrying
 from .settings import Settings
@@ -64,6 +69,10 @@ OUTPUT_IN_INDEX_LIMIT = 32 * 1024
 LABEL_MAX_BYTES = 1024
 LABELS_MAX = 1000
 MAX_HELD = 3  # chunks held at once: the one being worked and those claimed ahead
+# an idle worker whose job's chunks are all held by others looks for work again, less and less often, but at least
+# every this many poll intervals: a chunk given back by a stopping worker is taken within that (an expired lease,
+# found the same way, is late by a lease period anyway)
+IDLE_CLAIM_POLLS = 2
 
 
 class WorkerEnv(BaseModel):
@@ -241,6 +250,7 @@ class Outcome:
     output_uri: str = ""
     result: Result | None = None
     error: str | None = None
+    final: bool = False  # no other attempt can succeed (its object changed since the scan): ERROR at once
 
 
 @dataclass
@@ -256,6 +266,7 @@ class Held:
     flushed_at: float = field(default_factory=time.monotonic)
     began_at: float = field(default_factory=time.monotonic)
     worked: int = 0
+    released: bool = False  # given back by a stopping worker: outcomes still arriving for it are dropped
 
 
 class Worker:
@@ -281,6 +292,9 @@ class Worker:
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="task")
         self.stopping = threading.Event()
         self.stop_reason = ""
+        self.interruption = False  # stopped from outside (SIGTERM, a Spot notice), not by the job's end
+        self.given_back = 0  # files left unworked in the chunks it released when it stopped
+        self._hurry = False  # asked twice to stop: give back at once
         self._over = threading.Event()  # the worker has returned: the heartbeat ends
         self._job_status = self.job.status
         self._job_checked = time.monotonic()
@@ -301,6 +315,9 @@ class Worker:
         self.task.start()
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
+        if spot.wanted(self.settings, os.environ):
+            spot.SpotNotice(self.settings.imds_url, lambda notice: self.stop(notice, interruption=True),
+                            every=self.settings.spot_notice_seconds, stop=self._over).start()
         reason, code = "stopped by an unexpected error", 1
         try:
             reason, code = self._loop(), 0
@@ -312,20 +329,38 @@ class Worker:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.task.stop()
             bot._context = None
+            gave = f", gave back {self.given_back} file(s)" if self.given_back else ""
             self._record_state(WorkerState.EXITED if code == 0 else WorkerState.FAILED, exit_code=code,
-                               reason=f"{reason}; worked {self.done} file(s)")
+                               reason=f"{reason}; worked {self.done} file(s){gave}", interrupted=self._interrupted())
         return self.done
 
-    def stop(self, reason: str) -> None:
-        """Stop gracefully (SIGTERM): claim nothing more, finish or give back what is in flight, release the chunks.
+    def stop(self, reason: str, *, interruption: bool = False) -> None:
+        """Stop gracefully (SIGTERM, a Spot notice): claim nothing more, finish or give back what is in flight,
+        release the chunks. interruption: asked from outside, not because the job ended.
 
-        Asked again while stopping, it gives back what is in flight at once.
+        Asked again while stopping, it gives back what is in flight at once. Safe to call from a signal
+        handler or another thread: it only sets flags the deciding thread reads.
         """
         if not self.stopping.is_set():
             self.stop_reason = reason
+            self.interruption = interruption
             self.stopping.set()
-        elif self._stop_deadline is not None:
-            self._stop_deadline = time.monotonic()
+        else:
+            self._hurry = True
+            if self._stop_deadline is not None:
+                self._stop_deadline = time.monotonic()
+
+    def _interrupted(self) -> bool:
+        """Whether this worker's stop interrupted its job: asked from outside while the job had not ended.
+
+        A supervisor stops a job's idle workers with SIGTERM once the job has ended: not an interruption.
+        """
+        if not self.interruption:
+            return False
+        try:
+            return not self.store.jobs.get(self.env.job_id).status.terminal or self.given_back > 0
+        except SpotbotError:
+            return True  # it was asked to stop from outside; the store cannot say the job had ended
 
     def _loop(self) -> str:
         while True:
@@ -391,8 +426,9 @@ class Worker:
                 self._own_batch = None
                 self._misses += 1
                 # the rest is held by others: look again, less and less often, to take over expired leases
-                self._next_claim = time.monotonic() + min(self.settings.poll_seconds * 2 ** min(self._misses, 6),
-                                                          max(self.settings.poll_seconds, self.settings.lease_seconds / 4))
+                poll = self.settings.poll_seconds
+                self._next_claim = time.monotonic() + min(poll * 2 ** min(self._misses, 6),
+                                                          max(poll, min(self.settings.lease_seconds / 4, IDLE_CLAIM_POLLS * poll)))
                 return
             self._misses = 0
             if lease.chunk.batch_id != self._own_batch:
@@ -479,6 +515,9 @@ class Worker:
         self.running += len(claims)
         held.running += len(claims)
         self.inflight_bytes += size
+        if bot._context is not None:
+            for claim in claims:
+                bot._context.versions[claim.task.file_key] = (claim.task.etag, claim.task.version_id)
         future = self.pool.submit(self._attempt, claims)
         future.add_done_callback(lambda done: self.outcomes.put((held, claims, size, done)))
 
@@ -489,7 +528,9 @@ class Worker:
             results = self.task.run(keys)
         except Exception as exc:  # the task's failure is the files', never the worker's
             log.debug("%s", traceback.format_exc())
-            return [Outcome(claim, error=f"{type(exc).__name__}: {exc}") for claim in claims]
+            changed = exc.file if isinstance(exc, ObjectChanged) else None
+            return [Outcome(claim, error=f"{type(exc).__name__}: {exc}",
+                            final=changed == f"s3://{claim.task.bucket}/{claim.task.file_key}") for claim in claims]
         outcomes = []
         for claim, result in zip(claims, results):
             try:
@@ -522,9 +563,14 @@ class Worker:
                 return
 
     def _take(self, held: Held, claims: list[Claim], size: int, done: Future) -> None:
+        if held.released:
+            return  # given back when the stop's grace ran out: counted out then, its outcome dropped
         self.running -= len(claims)
         held.running -= len(claims)
         self.inflight_bytes -= size
+        if bot._context is not None:
+            for claim in claims:
+                bot._context.versions.pop(claim.task.file_key, None)
         if done.cancelled() or held.lease.lost.is_set():
             return  # not ours to write any more (the lease went to another worker) or never run (stopping)
         if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
@@ -535,8 +581,14 @@ class Worker:
             if outcome.error is None:
                 result = outcome.result
                 self.store.files.complete(claim, output_uri=outcome.output_uri, labels=result.labels, output=result.kept,
-                                          confidence=result.confidence, label_scores=result.label_scores)
+                                          confidence=result.confidence, label_scores=result.label_scores,
+                                          fingerprint=self.job.fingerprint)
                 self.done += 1
+                held.worked += 1
+                continue
+            if outcome.final:
+                log.warning("%s: %s", claim.task.file_key, outcome.error)
+                self.store.files.fail(claim, outcome.error)
                 held.worked += 1
                 continue
             log.warning("%s attempt %d failed: %s", claim.task.file_key, claim.task.attempts, outcome.error)
@@ -605,32 +657,43 @@ class Worker:
                 self.store.files.cancel(claim)
 
     def _wind_down(self) -> None:
-        """Stopping: start nothing more; once the files in flight are done (or the grace ran out), give the rest back.
+        """Stopping: start nothing more; give each chunk back once its files in flight are done (or the grace ran out).
 
-        A file begun here and not finished goes back NOT_STARTED with its attempt uncharged, and
-        each chunk is released (OPEN, claimable at once) in the same request as its results.
+        A chunk with nothing in flight (claimed ahead, or drained) is given back at once. A file begun
+        here and not finished goes back NOT_STARTED with its attempt uncharged, and each chunk is
+        released (OPEN, claimable at once; DONE if nothing is left) in the same request as its results.
         """
         now = time.monotonic()
         if self._stop_deadline is None:
-            self._stop_deadline = now + self.settings.stop_grace_seconds
+            self._stop_deadline = now if self._hurry else now + self.settings.stop_grace_seconds
             log.info("stopping (%s): %d file(s) in flight get up to %.0fs", self.stop_reason, self.running,
-                     self.settings.stop_grace_seconds)
+                     self._stop_deadline - now)
             for held in self.held:
                 held.todo.clear()  # files not begun stay as they are
-        if self.running and now < self._stop_deadline:
-            return
+            self.again.clear()
+        out_of_time = now >= self._stop_deadline
         for held in list(self.held):
-            if not held.lease.lost.is_set():
-                for claim in held.view:
-                    if claim.task.status == FileStatus.PROCESSING and claim.task.worker_id == self.env.worker_id:
-                        self.store.files.abandon(claim)
-                left = sum(1 for claim in held.view if not claim.task.status.terminal)
-                if self._flush(held, end=ChunkStatus.OPEN if left else ChunkStatus.DONE) and left:
-                    log.info("gave chunk %s back: %d file(s) left for other workers", held.lease.chunk.chunk_id, left)
-            self.held.remove(held)
-        self.again.clear()
-        self.abandoned += self.running
-        self.running = 0  # whatever is still in flight is abandoned: its outcome is dropped
+            if held.running and not out_of_time:
+                continue  # its files in flight may still finish: it is given back once they have
+            self._give_back(held)
+
+    def _give_back(self, held: Held) -> None:
+        if held.running:  # the grace ran out: whatever is still in flight is abandoned, its outcome dropped
+            self.running -= held.running
+            self.abandoned += held.running
+            held.running = 0
+        held.released = True
+        if not held.lease.lost.is_set():
+            for claim in held.view:
+                if claim.task.status == FileStatus.PROCESSING and claim.task.worker_id == self.env.worker_id:
+                    self.store.files.abandon(claim)
+            left = sum(1 for claim in held.view if not claim.task.status.terminal)
+            if self._flush(held, end=ChunkStatus.OPEN if left else ChunkStatus.DONE) and left:
+                self.given_back += left
+                log.info("gave chunk %s back: %d file(s) left for other workers", held.lease.chunk.chunk_id, left)
+        self.held.remove(held)
+        if not self.held:
+            self.inflight_bytes = 0
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -638,10 +701,11 @@ class Worker:
         """A store operation, retried while Elasticsearch is unavailable (restarting, overloaded)."""
         return retrying(call, seconds=self.settings.retry_seconds, what=what)
 
-    def _record_state(self, state: WorkerState, exit_code: int | None = None, reason: str = "") -> None:
+    def _record_state(self, state: WorkerState, exit_code: int | None = None, reason: str = "",
+                      interrupted: bool = False) -> None:
         try:
             self.store.jobs.worker_state(self.env.job_id, self.env.worker_id, state, pid=os.getpid(),
-                                         exit_code=exit_code, reason=reason)
+                                         exit_code=exit_code, reason=reason, interrupted=interrupted)
         except SpotbotError as exc:
             log.warning("could not record worker state %s: %s", state.value, exc)
 
@@ -666,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         task = load_task(argv[0])
         env = WorkerEnv.from_environ(os.environ)
         worker = Worker(env.settings(os.environ), env, task)
-        signal.signal(signal.SIGTERM, lambda *_: worker.stop("SIGTERM"))
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop("SIGTERM", interruption=True))
         done = worker.run()
     except SpotbotError as exc:
         log.error("%s", exc)

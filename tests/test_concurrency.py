@@ -140,7 +140,7 @@ def test_cancel_with_sixteen_in_flight_leaves_nothing_half_written(settings, sto
     done = {f"out/{key}.json" for key in ran}
     assert set(outputs(storage, bucket)) == done
     assert all(r["attempts"] == 0 for r in rows if r["status"] == "CANCELLED")
-    assert store.jobs.get(job_id).counts == {**dict.fromkeys(["NOT_STARTED", "PROCESSING", "ERROR"], 0),
+    assert store.jobs.get(job_id).counts == {**dict.fromkeys(["NOT_STARTED", "PROCESSING", "ERROR", "SKIPPED"], 0),
                                               "COMPLETED": len(ran), "CANCELLED": 48 - len(ran)}
 
 

@@ -141,7 +141,7 @@ def test_cancelling_a_job_while_it_scans_stops_the_scan_at_the_next_page(setting
     upload(storage, bucket, {f"in/{i:02d}.txt": str(i) for i in range(50)})
     scheduler = Scheduler(settings, store, storage)
     job = scheduler.create_job("echo", f"s3://{bucket}/in/", f"s3://{bucket}/out/", job_id="scan-cancel")
-    pages = storage.pages
+    pages = storage.objects
     listed = []
 
     def small_pages(location):
@@ -152,7 +152,7 @@ def test_cancelling_a_job_while_it_scans_stops_the_scan_at_the_next_page(setting
                 if len(listed) == 1:
                     store.jobs.cancel(job.job_id)
 
-    monkeypatch.setattr(storage, "pages", small_pages)
+    monkeypatch.setattr(storage, "objects", small_pages)
 
     # When the job is submitted
     ended = scheduler.submit("echo", f"s3://{bucket}/in/", f"s3://{bucket}/out/", job_id="scan-cancel")

@@ -19,11 +19,12 @@ from .app import EXIT_BY_STATUS, Context, emit_json, handled, main
 def progress_line(job: Job, in_flight: int = 0, claimed: int = 0) -> dict[str, Any]:
     """The job's state with counts, rate and ETA, as `status` shows it.
 
-    The rate counts files that ran to an end (COMPLETED or ERROR), not those cancelled unrun.
+    The rate counts files that ran to an end (COMPLETED or ERROR), not those cancelled unrun nor
+    those an incremental job SKIPPED (their results are an earlier job's).
     """
     counts = job.counts
     worked = counts.get(FileStatus.COMPLETED.value, 0) + counts.get(FileStatus.ERROR.value, 0)
-    done = worked + counts.get(FileStatus.CANCELLED.value, 0)
+    done = worked + counts.get(FileStatus.CANCELLED.value, 0) + counts.get(FileStatus.SKIPPED.value, 0)
     end = job.finished_at or now_ms()
     elapsed = max(0.001, (end - (job.running_at or job.created_at)) / 1000)
     rate = worked / elapsed if worked else 0.0
@@ -43,6 +44,10 @@ def progress_line(job: Job, in_flight: int = 0, claimed: int = 0) -> dict[str, A
         "eta_seconds": round(remaining / rate, 1) if rate and not job.status.terminal else None,
         "elapsed_seconds": round(elapsed, 1),
         "accepting": job.accepting,
+        "incremental": job.incremental,
+        "fingerprint": job.fingerprint,
+        # workers stopped from outside while the job ran (SIGTERM, a Spot interruption notice): they gave their work back
+        "interrupted": sum(1 for worker in job.workers.values() if worker.interrupted),
         "error": job.error or None,
     }
 
@@ -79,6 +84,7 @@ def job_status(obj: Context, job_id: str) -> dict[str, Any]:
             state = launchers[worker.backend].poll(worker)[0]
         workers.append({"id": worker.id, "batch_id": worker.batch_id, "state": state.value, "pid": worker.pid,
                         "exit_code": worker.exit_code, "backend": worker.backend, "reason": worker.reason or None,
+                        "interrupted": worker.interrupted,
                         "seconds": round(worker_seconds(worker), 1), "vcpus": worker.vcpus, "memory_mb": worker.memory_mb})
     line["workers"] = workers
     line["cost"] = job_cost(job, line["counts"], obj.settings)
@@ -93,17 +99,21 @@ def job_status(obj: Context, job_id: str) -> dict[str, Any]:
 @click.option("--concurrency", type=click.IntRange(1, 256),
               help="Files each worker works at once (default: SPOTBOT_CONCURRENCY); kept on the job for relaunched workers.")
 @click.option("--job-id", help="Choose the job id; submitting an existing id resumes that job, never duplicating a file.")
+@click.option("--incremental", is_flag=True,
+              help="Skip the files whose object (ETag or version) has a COMPLETED result of this bot with the same model "
+                   "fingerprint: they end SKIPPED, pointing at that result; changed, new and failed files are worked.")
 @click.option("--wait", is_flag=True, help="Block with a progress bar until the job ends; exit 0/3/4 by its outcome.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"job_id": ..., "status": ...}.')
 @click.pass_obj
 @handled
 def submit(obj: Context, bot_name: str, input_uri: str, output_uri: str, workers: int | None, concurrency: int | None,
-           job_id: str | None, wait: bool, as_json: bool) -> None:
+           job_id: str | None, incremental: bool, wait: bool, as_json: bool) -> None:
     """Run a bot over every matching file under an S3 prefix.
 
     \b
-    Example:
+    Examples:
       spotbot submit --bot doc_ocr --input s3://spotbot-demo/docs/ --output s3://spotbot-demo/out/ --bots 2 --wait
+      spotbot submit --bot doc_ocr --input s3://spotbot-demo/docs/ --output s3://spotbot-demo/out/ --incremental --wait
     """
     scheduler = obj.scheduler()
     quiet = as_json
@@ -113,9 +123,11 @@ def submit(obj: Context, bot_name: str, input_uri: str, output_uri: str, workers
             click.echo(f"\rrecorded {total} file(s)", err=True, nl=False)
 
     job = scheduler.submit(bot_name, input_uri, output_uri, workers=workers, job_id=job_id, concurrency=concurrency,
-                           on_scan=scanned)
+                           incremental=incremental, on_scan=scanned)
     if not quiet:
-        click.echo(f"\njob {job.job_id}: {job.total} file(s), {job.status.value}", err=True)
+        skipped = obj.store.jobs.counts(job.job_id).get(FileStatus.SKIPPED.value, 0) if job.incremental else 0
+        reused = f" ({skipped} SKIPPED: unchanged since an earlier result)" if job.incremental else ""
+        click.echo(f"\njob {job.job_id}: {job.total} file(s){reused}, {job.status.value}", err=True)
     if wait and not job.status.terminal:
         job = _wait(obj, scheduler, job, show=not quiet)
     if as_json:
@@ -161,7 +173,8 @@ def status(obj: Context, job_id: str, watch: bool, as_json: bool) -> None:
             counts = " ".join(f"{k}={v}" for k, v in line["counts"].items())
             eta = f" eta {line['eta_seconds']}s" if line["eta_seconds"] is not None else ""
             working = f" in_flight={line['in_flight']} claimed={line['claimed']}" if not JobStatus(line["status"]).terminal else ""
-            click.echo(f"{line['job_id']} {line['status']} total={line['total']} {counts}{working} "
+            interrupted = f" interrupted={line['interrupted']}" if line["interrupted"] else ""
+            click.echo(f"{line['job_id']} {line['status']} total={line['total']} {counts}{working}{interrupted} "
                        f"rate={line['rate_per_second']}/s{eta}")
             if line["error"]:
                 click.echo(f"error: {line['error']}")
@@ -257,7 +270,7 @@ def supervise(obj: Context, job_id: str | None) -> None:
     click.echo("no running job left")
 
 
-RESULT_FIELDS = ["file_key", "status", "output_uri", "labels", "error", "attempts"]
+RESULT_FIELDS = ["file_key", "status", "output_uri", "labels", "error", "attempts", "reused_from"]
 
 
 @main.command()
@@ -267,7 +280,9 @@ RESULT_FIELDS = ["file_key", "status", "output_uri", "labels", "error", "attempt
 @click.pass_obj
 @handled
 def results(obj: Context, job_id: str, status_filter: str | None, fmt: str) -> None:
-    """One row per file: file_key, status, output_uri, labels, error, attempts.
+    """One row per file: file_key, status, output_uri, labels, error, attempts, reused_from.
+
+    A SKIPPED file (an incremental job) names the job whose result it reuses (reused_from) and that result's output_uri.
 
     Example: spotbot results doc_ocr-20261121-1200-ab12 --status ERROR --format csv
     """

@@ -14,12 +14,13 @@ from ..errors import StoreError
 from ..models import Chunk, ChunkStatus, FileTask
 from ..settings import Settings
 from .bots import BotRegistry
-from .chunks import ChunkStore, new_chunk
+from .chunks import ChunkStore, counts_of, new_chunk
 from .endpoints import EndpointStore
 from .engines import Connection, Engine, connect, without_credentials
 from .files import Claim, FileStore
 from .indices import MAPPING_VERSION, MAPPINGS, index_settings, mapping
 from .jobs import JobStore
+from .results import ResultStore
 
 
 EMBEDDED_FILE_INDICES = 16
@@ -29,24 +30,27 @@ class Store:
     """The indices under one prefix, and a verb-named store for each kind of document."""
 
     def __init__(self, engine: Engine, *, prefix: str = "spotbot-", retry_seconds: float = 120.0, file_indices: int = 0,
-                 replicas: int | None = None):
+                 replicas: int | None = None, record_results: bool = True):
         self.engine = engine
         self.prefix = prefix
         self.retry_seconds = retry_seconds  # how long a bulk write keeps trying items refused for now (429, 5xx)
         self._file_indices_wanted = file_indices  # 0: 16 on the embedded server, 1 on a real node
         self._file_indices: int | None = None
         self.replicas = replicas  # of the indices init() creates; None: the engine's default
+        self.record_results = record_results  # a completed file is written as its bot's latest result (results.py)
         self.bots = BotRegistry(self)
         self.jobs = JobStore(self)
         self.chunks = ChunkStore(self)
         self.files = FileStore(self)
         self.endpoints = EndpointStore(self)
+        self.results = ResultStore(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, init: bool = True) -> "Store":
         """Connect; with init, create missing indices first (workers skip it: their scheduler did it)."""
         store = cls(connect(Connection.from_settings(settings)), prefix=settings.index_prefix, retry_seconds=settings.retry_seconds,
-                    file_indices=settings.file_indices, replicas=settings.es_replicas)
+                    file_indices=settings.file_indices, replicas=settings.es_replicas,
+                    record_results=settings.record_results)
         if init:
             store.init()
         return store
@@ -127,9 +131,10 @@ class Store:
     def record(self, pending: list[tuple[Chunk, list[FileTask]]]) -> list[str]:
         """Record chunks and their files so that no chunk is claimable before its files exist; returns new file ids.
 
-        The chunks are written PENDING, then the files, then the chunks are opened (with how many
-        files each owns). A chunk recorded before (a resumed scan, a racing submitter) is opened
-        here too if it is still PENDING: its files are written now.
+        The chunks are written PENDING, then the files, then the chunks are opened (with their own
+        files per status). A chunk recorded before (a resumed scan, a racing submitter) is opened
+        here too if it is still PENDING: its files are written now. A chunk with nothing left to
+        work (an incremental job's SKIPPED files) is opened DONE.
         """
         if not pending:
             return []
@@ -137,29 +142,33 @@ class Store:
         created = set(self.files.record(task for _, files in pending for task in files))
         earlier = self.chunks.get([chunk.chunk_id for chunk, _ in pending if new.get(chunk.chunk_id) is None])
         opened = []
-        for chunk, _ in pending:
+        for chunk, files in pending:
             written = new.get(chunk.chunk_id)
             if written is None:
                 found = earlier.get(chunk.chunk_id)
                 if found is None or found[0].status != ChunkStatus.PENDING:
                     continue
                 chunk, written = found[0], found[1:]
-            owned = len(chunk.file_ids)
-            if any(file_id not in created for file_id in chunk.file_ids):
-                owned = self.files.owned(chunk)  # some existed: those of another chunk are not its own
-            opened.append((chunk, written, owned))
+            if all(file_id in created for file_id in chunk.file_ids):
+                counts = counts_of(task.status for task in files)
+            else:  # some existed: those of another chunk are not its own, and its own are as they were recorded
+                counts = counts_of(claim.task.status for claim in self.files.of_chunk(chunk)[0])
+            opened.append((chunk, written, counts))
         self.chunks.open(opened)
         return list(created)
 
-    def move(self, job_id: str, claims: list[Claim], *, workers: int, tag: str, reopen: bool) -> int:
+    def move(self, job_id: str, claims: list[Claim], *, workers: int, tag: str, reopen: bool,
+             seq: int | None = None) -> int:
         """Move files into a new chunk of the job, recorded as the scan records; returns how many moved.
 
         reopen (spotbot retry) starts them afresh; otherwise (the final check's repair) they keep
-        their attempts. The chunks they leave count them no more.
+        their attempts. The chunks they leave count them no more. seq: the chunk's number, when the
+        caller reserved it (else one is reserved here).
         """
         if not claims:
             return 0
-        chunk = new_chunk(job_id, [claim.id for claim in claims], self.jobs.reserve_chunks(job_id, 1), workers, tag=tag)
+        seq = self.jobs.reserve_chunks(job_id, 1) if seq is None else seq
+        chunk = new_chunk(job_id, [claim.id for claim in claims], seq, workers, tag=tag)
         written = self.chunks.record([chunk])[chunk.chunk_id]
         left = {claim.id: (claim.task.chunk_id, claim.task.status.value) for claim in claims}
         moved = (self.files.reopen if reopen else self.files.repair)(claims, chunk)
@@ -170,7 +179,7 @@ class Store:
             deltas[chunk_id][status] += 1
         self.chunks.move_out(deltas)
         if written is not None:
-            self.chunks.open([(chunk, written, len(moved))])
+            self.chunks.open([(chunk, written, counts_of(claim.task.status for claim in moved))])
         return len(moved)
 
     def refresh(self, *kinds: str) -> None:

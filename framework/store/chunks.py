@@ -76,17 +76,20 @@ class ChunkStore(DocumentStore):
         refused(outcomes, what="recording chunks")
         return {o.write.id: ((o.seq_no, o.primary_term) if o.written else None) for o in outcomes}
 
-    def open(self, opened: list[tuple[Chunk, tuple[int, int], int]]) -> None:
-        """Open PENDING chunks whose files are written: (chunk, its seq numbers, how many files it owns).
+    def open(self, opened: list[tuple[Chunk, tuple[int, int], int | dict[str, int]]]) -> None:
+        """Open PENDING chunks whose files are written: (chunk, its seq numbers, its own files per status).
 
-        A chunk that owns none (every file it lists was recorded before, in other chunks) is DONE
-        at once. A chunk someone else changed meanwhile (a claim after pending_grace) is theirs.
+        The third item may be a number: that many files, all NOT_STARTED. A chunk with nothing left
+        to work (it owns no file, every file it lists being another chunk's, or its files were
+        recorded already ended, as an incremental job's SKIPPED ones) is DONE at once. A chunk
+        someone else changed meanwhile (a claim after pending_grace) is theirs.
         """
         writes = []
         for chunk, (seq_no, primary_term), owned in opened:
-            done = owned == 0
+            counts = {**counts_of([]), **(owned if isinstance(owned, dict) else {FileStatus.NOT_STARTED.value: owned})}
+            done = not counts[FileStatus.NOT_STARTED.value] and not counts[FileStatus.PROCESSING.value]
             update = {"status": (ChunkStatus.DONE if done else ChunkStatus.OPEN).value,
-                      "counts": {**counts_of([]), FileStatus.NOT_STARTED.value: owned},
+                      "counts": counts,
                       "done_at": now_ms() if done else None}
             writes.append(Write(self._index, chunk.chunk_id, {**chunk.model_dump(mode="json"), **update},
                                 seq_no=seq_no, primary_term=primary_term))

@@ -1,12 +1,15 @@
 """File documents: every change of a file's status happens here, through the verbs below.
 
 A file moves NOT_STARTED -> PROCESSING -> COMPLETED | ERROR, or to CANCELLED; `reopen` (spotbot
-retry) makes an ended file NOT_STARTED again in a new chunk. Each write is conditional on the
+retry, an object overwritten in a watched prefix) makes an ended file NOT_STARTED again in a new
+chunk. An incremental job records a file SKIPPED from the start (`reuse`) when its object version
+has a COMPLETED result of the same model: it is never worked. Each write is conditional on the
 sequence number of our own last read or write of that file, so a worker that lost its chunk to
 another can never overwrite a newer state: its write gets a 409, and it reads the file again.
 Reads are by id (mget), never by search, so they are always current.
 
 Which verbs write when:
+- before anything is written: `reuse` (on a file about to be recorded);
 - at once: `record`, `begin_one`, `reopen`, `repair`, and `flush` itself;
 - staged (they change the Claim in memory and mark it dirty; the lease holder's next `flush`
   writes every dirty claim of its chunk, with the chunk's new counts, in one bulk request):
@@ -22,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..models import Chunk, ChunkStatus, FileStatus, FileTask, now_ms
+from ..models import Chunk, ChunkStatus, FileStatus, FileTask, LatestResult, now_ms
 from .chunks import Lease, counts_of
 from .documents import DocumentStore, Write, bulk, refused
 
@@ -70,6 +73,14 @@ class FileStore(DocumentStore):
         refused(outcomes, what="recording files")
         return [outcome.write.id for outcome in outcomes if outcome.written]
 
+    def reuse(self, task: FileTask, result: LatestResult) -> None:
+        """An incremental job's file about to be recorded, whose object version has this COMPLETED result: SKIPPED."""
+        task.status = FileStatus.SKIPPED
+        task.reused_from = result.job_id
+        task.output_uri = result.output_uri
+        task.fingerprint = result.fingerprint
+        task.completed_at = now_ms()
+
     def of_chunk(self, chunk: Chunk) -> tuple[list[Claim], int]:
         """The chunk's own files, read by id, and how many it lists that have no document (yet).
 
@@ -85,6 +96,11 @@ class FileStore(DocumentStore):
             if task.chunk_id == chunk.chunk_id:
                 own.append(Claim(doc["_id"], task, doc["_seq_no"], doc["_primary_term"]))
         return own, missing
+
+    def claims(self, ids: list[str]) -> list[Claim]:
+        """Files by id with the sequence numbers to change them conditionally (one mget); absent ones left out."""
+        return [Claim(doc["_id"], FileTask.model_validate(doc["_source"]), doc["_seq_no"], doc["_primary_term"])
+                for doc in self._mget(ids) if doc.get("found")]
 
     def by_key(self, job_id: str, bucket: str, keys: Iterable[str], *, batch: int = 500) -> dict[str, FileTask]:
         """The job's files of these keys that are recorded, read by id (ids derive from the key: no search, always current)."""
@@ -125,9 +141,11 @@ class FileStore(DocumentStore):
         return False
 
     def complete(self, claim: Claim, *, output_uri: str, labels: list[str], output: Any,
-                 confidence: float | None = None, label_scores: list[dict] | None = None) -> None:
+                 confidence: float | None = None, label_scores: list[dict] | None = None, fingerprint: str = "") -> None:
+        """The file's output is written: COMPLETED, with the fingerprint of the model that made it (staged)."""
         task = claim.task
         task.status = FileStatus.COMPLETED
+        task.fingerprint = fingerprint
         task.in_flight = False
         task.output_uri = output_uri
         task.labels = labels
@@ -199,7 +217,9 @@ class FileStore(DocumentStore):
               end: ChunkStatus | None = None) -> bool:
         """Write the dirty claims of a held chunk and its new counts in one bulk request; False if the lease is lost.
 
-        view is every file of the chunk as the holder knows it (the counts come from it). With end,
+        view is every file of the chunk as the holder knows it (the counts come from it). A file
+        written COMPLETED is written in the same request as its bot's latest result for that object
+        (store/results.py), which a later incremental job reads. With end,
         the same request ends the lease: DONE (its files are all finished) or OPEN (given back,
         claimable at once by another worker). A file
         write that meets a newer state (409) reads the file again: a finished state found there
@@ -218,7 +238,8 @@ class FileStore(DocumentStore):
                 if not dirty and end is None and (chunk_write.source["counts"], chunk_write.source["in_flight"]) == (
                         lease.chunk.counts, lease.chunk.in_flight):
                     return True  # nothing changed: the heartbeat keeps the lease
-                writes = [self._write(claim) for claim in dirty] + [chunk_write]
+                results = [self.store.results.write(claim.task) for claim in dirty] if self.store.record_results else []
+                writes = [self._write(claim) for claim in dirty] + [w for w in results if w is not None] + [chunk_write]
                 outcomes = bulk(self.store, writes, what=f"writing results of chunk {lease.chunk.chunk_id}")
                 chunk_outcome = outcomes[-1]
                 refused([chunk_outcome], what=f"writing chunk {lease.chunk.chunk_id}")
@@ -268,7 +289,8 @@ class FileStore(DocumentStore):
                 claim.task, claim.dirty = stored, False
 
     def reopen(self, claims: list[Claim], chunk: Chunk) -> list[Claim]:
-        """Make files workable again in a new chunk (spotbot retry); their history stays in `workers`.
+        """Make files workable again in a new chunk (spotbot retry, a watched object overwritten); their history stays
+        in `workers`.
 
         Written at once, each conditional on our read; returns the claims written.
         """
@@ -278,6 +300,7 @@ class FileStore(DocumentStore):
             task.attempts = 0
             task.in_flight = False
             task.error = ""
+            task.reused_from = ""
             task.chunk_id = chunk.chunk_id
             task.batch_id = chunk.batch_id
             task.started_at = task.completed_at = None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 # 2: jobs.accepting, jobs.adding, jobs.cursor (long-running jobs); 3: files.confidence;
 # 4: chunks.counts, chunks.in_flight, chunks.suspect, chunks.adopted (counts kept per chunk), jobs.closed_at,
-# jobs.concurrency, files.label_scores
-MAPPING_VERSION = 4
+# jobs.concurrency, files.label_scores; 5: incremental runs and interruptions (issue 16): the results index,
+# files.etag/version_id/modified_at/fingerprint/reused_from, chunks.counts.SKIPPED, jobs.fingerprint/incremental
+MAPPING_VERSION = 5
 
 KEYWORD = {"type": "keyword"}
 MILLIS = {"type": "date", "format": "epoch_millis"}
@@ -41,6 +42,8 @@ MAPPINGS: dict[str, dict] = {
         "error": {"type": "text"},
         "events": {"type": "text", "index": False},
         "retries": INT,
+        "fingerprint": KEYWORD,
+        "incremental": {"type": "boolean"},
         "accepting": {"type": "boolean"},
         "adding": STORED,
         "cursor": STORED,
@@ -61,7 +64,7 @@ MAPPINGS: dict[str, dict] = {
         "claims": INT,
         # per status, how many of its own files are in it: summed per job (the files index is never aggregated to count)
         "counts": {"type": "object", "properties": {status: INT for status in (
-            "NOT_STARTED", "PROCESSING", "COMPLETED", "ERROR", "CANCELLED")}},
+            "NOT_STARTED", "PROCESSING", "COMPLETED", "ERROR", "CANCELLED", "SKIPPED")}},
         "in_flight": INT,
         "suspect": {"type": "boolean"},
         "adopted": {"type": "boolean"},
@@ -87,8 +90,27 @@ MAPPINGS: dict[str, dict] = {
         "output": STORED,
         "error": {"type": "text"},
         "size": {"type": "long"},
+        "etag": KEYWORD,
+        "version_id": KEYWORD,
+        "modified_at": MILLIS,
+        "fingerprint": KEYWORD,
+        "reused_from": KEYWORD,
         "created_at": MILLIS,
         "started_at": MILLIS,
+        "completed_at": MILLIS,
+    },
+    # the latest COMPLETED result per (bot, bucket, key), id = LatestResult.doc_id: read by id by incremental jobs.
+    # One index: each document is written once per completion and never updated in between
+    "results": {
+        "bot": KEYWORD,
+        "bucket": KEYWORD,
+        "file_key": KEYWORD,
+        "job_id": KEYWORD,
+        "etag": KEYWORD,
+        "version_id": KEYWORD,
+        "size": {"type": "long"},
+        "fingerprint": KEYWORD,
+        "output_uri": KEYWORD,
         "completed_at": MILLIS,
     },
     "endpoints": {

@@ -237,8 +237,11 @@ class JobStore(DocumentStore):
         return self.change(job_id, add)
 
     def worker_state(self, job_id: str, worker_id: str, state: WorkerState, *, pid: int,
-                     exit_code: int | None = None, reason: str = "") -> Job:
-        """A worker says how it is (RUNNING at start, EXITED at its end); a worker started by hand has no record."""
+                     exit_code: int | None = None, reason: str = "", interrupted: bool = False) -> Job:
+        """A worker says how it is (RUNNING at start, EXITED at its end); a worker started by hand has no record.
+
+        interrupted: it was stopped from outside while the job ran (SIGTERM, a Spot notice): counted on the job.
+        """
         def mark(job: Job) -> Job | None:
             worker = job.workers.get(worker_id)
             if worker is None:
@@ -246,6 +249,9 @@ class JobStore(DocumentStore):
             worker.state, worker.exit_code, worker.pid = state, exit_code, pid
             if reason:
                 worker.reason = reason
+            if interrupted and not worker.interrupted:
+                worker.interrupted = True
+                job.note(f"worker {worker_id} interrupted: {reason}")
             if state != WorkerState.RUNNING:
                 worker.ended_at = now_ms()
             return job
