@@ -48,7 +48,7 @@ def test_concurrent_callers_with_distinct_inputs_each_get_their_own_answer(setti
         for body, answer in zip(bodies, answers):
             got = answer.json()
             assert got["id"] == body["id"] and got["double"] == 2 * body["value"], (body, got)
-            assert got["via"] == "predict_batch_fn"
+            assert got["via"] == "predict_batch_fn" and answer.headers["X-Spotbot-Batch-Size"] == str(got["batch"])
             seen_batches.append(got["batch"])
     # batches were really gathered, and never past the configured size
     assert max(seen_batches) > 1 and max(seen_batches) <= 8, seen_batches
@@ -89,6 +89,7 @@ def test_batch_size_1_serves_each_request_with_predict_fn_as_before(settings, st
     answers = call_together(endpoint.url, bodies)
     assert [a.status_code for a in answers] == [200] * 12
     assert [(a.json()["id"], a.json()["via"], a.json()["batch"]) for a in answers] == [(i, "predict_fn", 1) for i in range(12)]
+    assert all("X-Spotbot-Batch-Size" not in a.headers for a in answers)
     # one failing request fails alone
     answers = call_together(endpoint.url, [{"id": 0, "value": 0}, {"id": 1, "value": 1, "fail": True}])
     assert [a.status_code for a in answers] == [200, 500]

@@ -13,7 +13,8 @@ or SPOTBOT_MAX_BATCH_DELAY_MS after its first input arrived, one batch at a time
 fills meanwhile). When predict_batch_fn raises, or returns a wrong number of outputs, every
 request of that batch is answered 500; no caller ever gets another's answer. With
 SPOTBOT_MAX_BATCH_SIZE=1 nothing is gathered: each request calls predict_fn (or
-predict_batch_fn with its one input) in its own thread, as without batching. Run as
+predict_batch_fn with its one input) in its own thread, as without batching. An answer made by
+predict_batch_fn carries the size of its batch in the X-Spotbot-Batch-Size header. Run as
 `python -m framework.endpoints.serving --handler python:path/or.module --port 8080`; in an endpoint
 image, as its ENTRYPOINT with the argument `serve` (what SageMaker and the docker backend run).
 """
@@ -40,6 +41,7 @@ from ..errors import ConfigError
 from ..settings import Settings
 
 log = logging.getLogger("spotbot.serving")
+BATCH_SIZE_HEADER = "X-Spotbot-Batch-Size"
 
 
 def load_reference(reference: str, *, kind: str = "handler") -> ModuleType:
@@ -84,7 +86,7 @@ class BatchFailed(RuntimeError):
 class Pending:
     """One request's input waiting in a batch, and the prediction (or error) it gets back."""
 
-    __slots__ = ("data", "arrived", "done", "prediction", "error")
+    __slots__ = ("data", "arrived", "done", "prediction", "error", "batch_size")
 
     def __init__(self, data: Any):
         self.data = data
@@ -92,6 +94,7 @@ class Pending:
         self.done = threading.Event()
         self.prediction: Any = None
         self.error: BaseException | None = None
+        self.batch_size = 0
 
 
 class Batcher:
@@ -109,8 +112,8 @@ class Batcher:
         self._ready = threading.Condition()
         threading.Thread(target=self._run, name="spotbot-batcher", daemon=True).start()
 
-    def predict(self, data: Any) -> Any:
-        """The prediction for one input, made together with whatever else arrives meanwhile."""
+    def predict(self, data: Any) -> tuple[Any, int]:
+        """The prediction for one input, made together with whatever else arrives meanwhile, and the size of that batch."""
         pending = Pending(data)
         with self._ready:
             self._queue.append(pending)
@@ -118,7 +121,7 @@ class Batcher:
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        return pending.prediction
+        return pending.prediction, pending.batch_size
 
     def _next_batch(self) -> list[Pending]:
         with self._ready:
@@ -151,7 +154,7 @@ class Batcher:
                     pending.done.set()
                 continue
             for pending, prediction in zip(batch, predictions):
-                pending.prediction = prediction
+                pending.prediction, pending.batch_size = prediction, len(batch)
                 pending.done.set()
 
 
@@ -171,9 +174,9 @@ class Handler:
             self.batcher = Batcher(predict_batch, self.model, max_batch_size, max_batch_delay_ms / 1000)
             self.predict = self.batcher.predict
         elif hasattr(module, "predict_fn"):
-            self.predict = lambda data: module.predict_fn(data, self.model)
+            self.predict = lambda data: (module.predict_fn(data, self.model), 0)
         else:
-            self.predict = lambda data: self._one(predict_batch, data)
+            self.predict = lambda data: (self._one(predict_batch, data), 1)
 
     def _one(self, predict_batch: Callable[[list, Any], Any], data: Any) -> Any:
         predictions = list(predict_batch([data], self.model))
@@ -181,12 +184,14 @@ class Handler:
             raise BatchFailed(f"predict_batch_fn returned {len(predictions)} predictions for 1 input")
         return predictions[0]
 
-    def __call__(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    def __call__(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str, int]:
+        """The answer to one request: its body, Content-Type, and the size of the batch it was predicted in
+        (0: by predict_fn, not batched)."""
         try:
             data = self.input_fn(body, content_type)
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise BadRequest(f"{type(exc).__name__}: {exc}") from exc
-        prediction = self.predict(data)
+        prediction, batch_size = self.predict(data)
         result = self.output_fn(prediction, accept)
         if isinstance(result, tuple):
             payload, out_type = result
@@ -194,7 +199,7 @@ class Handler:
             payload, out_type = result, accept
         if isinstance(payload, str):
             payload = payload.encode()
-        return payload, out_type or "application/octet-stream"
+        return payload, out_type or "application/octet-stream", batch_size
 
 
 def batching_environment(settings: Settings) -> dict[str, str]:
@@ -213,9 +218,11 @@ def make_server(handler: Handler, port: int, host: str = "127.0.0.1") -> Threadi
         def log_message(self, fmt: str, *args: Any) -> None:
             log.debug(fmt, *args)
 
-        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        def _send(self, status: int, body: bytes, content_type: str = "application/json", batch_size: int = 0) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if batch_size:  # how many requests shared the model call: to see batching at work from outside
+                self.send_header(BATCH_SIZE_HEADER, str(batch_size))
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -233,7 +240,7 @@ def make_server(handler: Handler, port: int, host: str = "127.0.0.1") -> Threadi
                 self._send(HTTPStatus.NOT_FOUND, b'{"error": "not found"}')
                 return
             try:
-                payload, out_type = handler(
+                payload, out_type, batch_size = handler(
                     body, self.headers.get("Content-Type", "application/json"), self.headers.get("Accept", "application/json")
                 )
             except BadRequest as exc:
@@ -243,7 +250,7 @@ def make_server(handler: Handler, port: int, host: str = "127.0.0.1") -> Threadi
                 log.error("invocation failed: %s", traceback.format_exc())
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
                 return
-            self._send(HTTPStatus.OK, payload, out_type)
+            self._send(HTTPStatus.OK, payload, out_type, batch_size)
 
     class Server(ThreadingHTTPServer):
         # socketserver's default backlog of 5 resets connections when tens of workers' threads
