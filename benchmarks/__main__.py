@@ -165,13 +165,17 @@ def main(argv: list[str] | None = None) -> int:
             parts = ("workers", "Elasticsearch", "S3", "endpoint", "submitter", "total")
             lines += ["## 7. Where the time goes: CPU ms per file (4 workers, noop endpoint)", "",
                       "| system | files/s | " + " | ".join(parts) + " |", "|---|---|" + "---|" * len(parts)]
-            for system in ("raw", "spotbot", "ancestor"):
-                runs = repeat(args.runs, system, lambda: bench.profile(system, args.files, 4))
+            boto3_data = bench.base.model_copy(update={"s3_data_client": "boto3"})
+            for system in ("raw", "spotbot", "spotbot, boto3 data path", "ancestor"):
+                runs = repeat(args.runs, system, lambda: bench.profile(
+                    system, args.files, 4, settings=boto3_data if "boto3" in system else None))
                 lines.append(f"| {system} | {figure([r['rate'] for r in runs])} | "
                              + " | ".join(figure([r[part] for r in runs], 2) for part in parts) + " |")
             lines += ["", "Each process's own user+system CPU over the run: the workers (reaped children of the bench, "
                       "for spotbot its worker processes), the Elasticsearch-API and S3 servers, the endpoint, and the "
                       "submitting process (spotbot's scan and record; it also polls the job once a second). "
+                      "'boto3 data path': the workers read and write objects with boto3 (SPOTBOT_S3_DATA_CLIENT=boto3) "
+                      "instead of obstore. "
                       f"With {os.cpu_count()} cores busy, files/s is near cores / total CPU per file.", ""]
         lines.insert(3, f"- the whole run took {(time.monotonic() - begun) / 60:.0f} min")
     finally:

@@ -240,7 +240,7 @@ class Bench:
         parts["endpoint"] = sum(process_cpu(pid) for pid in endpoint_pids)
         return parts
 
-    def profile(self, system: str, n: int, workers: int, endpoint: str = "noop") -> dict:
+    def profile(self, system: str, n: int, workers: int, endpoint: str = "noop", settings: Settings | None = None) -> dict:
         """One run of a system with the CPU each part spent per file (ms), and its files/s."""
         before = self.cpu()
         if system == "raw":
@@ -248,7 +248,7 @@ class Bench:
         elif system == "ancestor":
             rate = self.ancestor(n, workers, endpoint)
         else:
-            result = self.spotbot(n, workers, endpoint)
+            result = self.spotbot(n, workers, endpoint, settings=settings)
             rate = result["rate"]
             for worker in self.store.jobs.get(result["job_id"]).workers.values():
                 reap(worker.pid)  # their CPU reaches RUSAGE_CHILDREN once they are waited for

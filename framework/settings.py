@@ -33,6 +33,7 @@ class Settings(BaseModel):
     s3_access_key: SecretStr | None = Field(None, description="S3 access key (default: the AWS credential chain)")
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (default: the AWS credential chain)")
     region: str = Field("us-east-1", description="AWS region of S3 and of the endpoints")
+    s3_data_client: str = Field("obstore", pattern="^(obstore|boto3)$", description="client of object reads and writes (a worker's inputs and outputs): obstore (a tenth of boto3's CPU per small object) or boto3; everything else is boto3")
     launcher: str = Field("process", description="how bot workers run: process, docker or batch (AWS Batch)")
     endpoint_backend: str = Field("process", description="how model endpoints run: process, docker or sagemaker")
     workers: int = Field(2, ge=1, le=1024, description="bot workers per job when --bots is not given")
