@@ -1,4 +1,4 @@
-"""CPU per object of the worker's S3 data path: boto3 (framework.storage.Storage) against obstore.
+"""CPU per object of the worker's S3 data path (framework.storage.Storage) through boto3 and through obstore.
 
 `python -m benchmarks.s3_clients` starts the embedded S3 (weed) on free ports, uploads objects of
 each size, then for each client and size runs a fresh process in which T threads GET every object
@@ -17,7 +17,7 @@ Each client runs jobs of N and 3N tiny files (4 workers, noop endpoint, embedded
 workers' CPU difference over the 2N extra files is the per-file cost, without the workers' start
 (imports, clients), which is the same whatever the job's size.
 
-obstore is not a dependency of the project: `pip install obstore` to measure it.
+Both run through Storage.read / Storage.write, with SPOTBOT_S3_DATA_CLIENT=boto3 and =obstore.
 """
 
 from __future__ import annotations
@@ -42,32 +42,21 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def boto3_client(state: dict):
-    """The worker's own data path: Storage.read / Storage.write (boto3, with its retries and error translation)."""
+def storage_client(client: str, state: dict):
+    """The worker's data path: Storage.read / write (with its retries and error translation), through `client`."""
     from pydantic import SecretStr
 
     from framework.settings import Settings
     from framework.storage import Storage
 
     storage = Storage(Settings(s3_endpoint_url=state["s3_endpoint_url"], s3_access_key=SecretStr(state["access_key"]),
-                               s3_secret_key=SecretStr(state["secret_key"])))
+                               s3_secret_key=SecretStr(state["secret_key"]), s3_data_client=client))
+    assert (storage.data is None) == (client == "boto3")
     return (lambda key: storage.read(BUCKET, key),
             lambda key, data: storage.write(BUCKET, key, data, "application/octet-stream"))
 
 
-def obstore_client(state: dict):
-    """obstore's S3Store for the same bucket, path-style over plain HTTP as the embedded S3 wants."""
-    import obstore
-    from obstore.store import S3Store
-
-    store = S3Store(BUCKET, endpoint=state["s3_endpoint_url"], access_key_id=state["access_key"],
-                    secret_access_key=state["secret_key"], region="us-east-1", virtual_hosted_style_request=False,
-                    client_options={"allow_http": True, "pool_max_idle_per_host": "64"})
-    return (lambda key: obstore.get(store, key).bytes().to_bytes(),
-            lambda key, data: obstore.put(store, key, data, attributes={"Content-Type": "application/octet-stream"}))
-
-
-CLIENTS = {"boto3": boto3_client, "obstore": obstore_client}
+CLIENTS = ("boto3", "obstore")
 
 
 def worker_cpu(files: int, runs: int, clients: list[str]) -> int:
@@ -104,7 +93,7 @@ def worker_cpu(files: int, runs: int, clients: list[str]) -> int:
 
 def run(client: str, size: int, objects: int, threads: int, state: dict) -> dict:
     """In this process: T threads GET each object and PUT it back; CPU and wall time of that loop."""
-    get, put = CLIENTS[client](state)
+    get, put = storage_client(client, state)
     keys = [f"in/{size}/{i:06d}" for i in range(objects)]
     run_id = f"{client}-{threads}-{os.getpid()}"
 
