@@ -138,24 +138,27 @@ class Batcher:
 
     def _run(self) -> None:
         while True:
-            batch = self._next_batch()
-            try:
-                predictions = self.predict_batch([pending.data for pending in batch], self.model)
-                predictions = list(predictions)
-                if len(predictions) != len(batch):
-                    raise BatchFailed(f"predict_batch_fn returned {len(predictions)} predictions for {len(batch)} "
-                                      "inputs; it must return one per input, in order")
-            except Exception as exc:  # the batch's failure is each of its callers' answer, never the server's end
-                log.error("a batch of %d failed: %s", len(batch), traceback.format_exc())
-                error = exc if isinstance(exc, BatchFailed) else BatchFailed(
-                    f"predict_batch_fn failed on a batch of {len(batch)}: {type(exc).__name__}: {exc}")
-                for pending in batch:
-                    pending.error = error
-                    pending.done.set()
-                continue
-            for pending, prediction in zip(batch, predictions):
-                pending.prediction, pending.batch_size = prediction, len(batch)
+            self._call(self._next_batch())
+
+    def _call(self, batch: list[Pending]) -> None:
+        try:
+            predictions = list(self.predict_batch([pending.data for pending in batch], self.model))
+            if len(predictions) != len(batch):
+                raise BatchFailed(f"predict_batch_fn returned {len(predictions)} predictions for {len(batch)} "
+                                  "inputs; it must return one per input, in order")
+        # the batch's failure is each of its callers' answer, never the batcher's end (a SystemExit included:
+        # the thread must live on, or every later request would wait forever)
+        except BaseException as exc:  # noqa: BLE001
+            log.error("a batch of %d failed: %s", len(batch), traceback.format_exc())
+            message = str(exc) if isinstance(exc, BatchFailed) else \
+                f"predict_batch_fn failed on a batch of {len(batch)}: {type(exc).__name__}: {exc}"
+            for pending in batch:
+                pending.error = BatchFailed(message)  # one each: they are raised in as many threads
                 pending.done.set()
+            return
+        for pending, prediction in zip(batch, predictions):
+            pending.prediction, pending.batch_size = prediction, len(batch)
+            pending.done.set()
 
 
 class Handler:
