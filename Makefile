@@ -76,7 +76,13 @@ es-cluster-stop:
 images:
 	deploy/docker/build-images.sh
 
-bench: install
+# the benchmarks' own extra (Ray Data, the peer they compare with) is installed by this target only
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 up: install

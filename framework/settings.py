@@ -35,6 +35,7 @@ class Settings(BaseModel):
     s3_access_key: SecretStr | None = Field(None, description="S3 access key (default: the AWS credential chain)")
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (default: the AWS credential chain)")
     region: str = Field("us-east-1", description="AWS region of S3 and of the endpoints")
+    s3_data_client: str = Field("obstore", pattern="^(obstore|boto3)$", description="client of object reads and writes (a worker's inputs and outputs): obstore (a tenth of boto3's CPU per small object) or boto3; everything else is boto3")
     launcher: str = Field("process", description="how bot workers run: process, docker or batch (AWS Batch)")
     endpoint_backend: str = Field("process", description="how model endpoints run: process, docker or sagemaker")
     workers: int = Field(2, ge=1, le=1024, description="bot workers per job when --bots is not given")
@@ -56,6 +57,9 @@ class Settings(BaseModel):
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
     retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
     endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")
+    # dynamic batching in the endpoint server (framework/endpoints/serving.py), for modules with predict_batch_fn
+    max_batch_size: int = Field(32, ge=1, le=4096, description="an endpoint whose module defines predict_batch_fn gets up to this many concurrent requests' inputs in one call (1: no batching)")
+    max_batch_delay_ms: float = Field(5.0, ge=0, le=10_000, description="how long such an endpoint waits, from a batch's first input, for the batch to fill")
     # containers: the docker launcher and endpoint backend (framework/launchers/docker.py, framework/endpoints/docker.py)
     docker_cpus: float = Field(1.0, ge=0, description="CPUs of each worker container (0: no limit)")
     docker_memory: str = Field("1g", description="memory of each worker container, like 512m or 2g (0: no limit); a worker past it is OOM-killed")

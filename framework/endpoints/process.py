@@ -16,6 +16,7 @@ from ..errors import EndpointError, UnsupportedReference
 from ..models import Endpoint, EndpointSpec, EndpointStatus
 from ..settings import Settings
 from .invoke import HttpInvoker
+from .serving import batching_environment
 
 SERVING_MODULE = "framework.endpoints.serving"
 
@@ -78,6 +79,8 @@ class ProcessEndpoints(HttpInvoker):
         with log:
             process = subprocess.Popen(
                 [sys.executable, "-m", SERVING_MODULE, "--handler", spec.image, "--port", str(port), "--model-dir", str(model_dir)],
+                # this command's settings, which may not come from its environment (a test's, the API's)
+                env={**os.environ, **batching_environment(self.settings)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
