@@ -9,16 +9,19 @@ ENGINE   ?= opensearch
 PORT     ?= 19201
 NODE_PORT_opensearch    := 19201
 NODE_PORT_elasticsearch := 19202
+# the three-node OpenSearch cluster of `make test-cluster` / `make es-cluster`: HTTP ports CLUSTER_PORT..+2
+CLUSTER_PORT ?= 19211
 # the real nodes run the store and end-to-end tests; the sample models' tests need no second and third pass,
 # nor do the AWS back ends' (their control planes are moto's whatever the store runs on), the container
 # tests (they test the containers, not the store), the SQS path of watch (it talks to ElasticMQ), or the
 # API's tests of URL fetching and of its token, which never reach the store
-NODE_TESTS := --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py --deselect tests/test_bug_priority.py \
+NODE_TESTS := --ignore=tests/cluster --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py --deselect tests/test_bug_priority.py \
 	--deselect tests/test_watch.py::test_watch_hears_s3_events_from_an_sqs_queue --ignore=tests/aws --ignore=tests/docker \
 	--deselect tests/api/test_api_fetch.py --deselect tests/api/test_api_auth.py \
 	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it --ignore=tests/dashboard
 
-.PHONY: install demo test test-embedded test-opensearch test-elasticsearch test-dashboard es-node es-node-stop bench up down clean images
+.PHONY: install demo test test-embedded test-opensearch test-elasticsearch test-cluster test-dashboard es-node \
+	es-node-stop es-cluster es-cluster-stop bench up down clean images
 
 install: $(STAMP)
 
@@ -37,13 +40,22 @@ test: install
 
 test-embedded: install
 	@echo "== tests on the embedded Elasticsearch-API server (noida-db)"
-	$(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/dashboard $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/cluster --ignore=tests/dashboard $(PYTEST_ARGS)
 
 test-opensearch test-elasticsearch: test-%: install
 	@echo "== tests on a real $* node (port $(NODE_PORT_$*))"
 	deploy/es-node/es-node.sh start $* $(NODE_PORT_$*)
 	SPOTBOT_TEST_ES_URL=http://127.0.0.1:$(NODE_PORT_$*) $(BIN)/python -m pytest -p no:cacheprovider $(NODE_TESTS) \
 		$(PYTEST_ARGS); status=$$?; deploy/es-node/es-node.sh stop $* $(NODE_PORT_$*); exit $$status
+
+# losing a node: tests/cluster on three OpenSearch nodes started here and stopped after (not part of `make test`:
+# three JVMs are started for it; CI runs it once). -s shows the stall the test measured.
+test-cluster: install
+	@echo "== node loss on a three-node OpenSearch cluster (ports $(CLUSTER_PORT)-$$(($(CLUSTER_PORT) + 2)))"
+	deploy/es-node/es-node.sh cluster start $(CLUSTER_PORT)
+	SPOTBOT_TEST_CLUSTER_URL=$$(deploy/es-node/es-node.sh cluster urls $(CLUSTER_PORT)) $(BIN)/python -m pytest \
+		-p no:cacheprovider -s tests/cluster $(PYTEST_ARGS); status=$$?; \
+		deploy/es-node/es-node.sh cluster stop $(CLUSTER_PORT); exit $$status
 
 # the dashboard in Debian's Chromium (Playwright) and /metrics scraped by a real Prometheus, on the embedded server;
 # their tools are installed here when missing (root). Screenshots: tests/output/dashboard/
@@ -59,12 +71,25 @@ es-node:
 es-node-stop:
 	deploy/es-node/es-node.sh stop all
 
+# three OpenSearch nodes in the background (127.0.0.1:CLUSTER_PORT..+2): make es-cluster [CLUSTER_PORT=N]
+es-cluster:
+	deploy/es-node/es-node.sh cluster start $(CLUSTER_PORT)
+
+es-cluster-stop:
+	deploy/es-node/es-node.sh cluster stop $(CLUSTER_PORT)
+
 # container images without any registry: spotbot-base:local from a Debian root filesystem (cached),
 # then every bot's worker and endpoint image (bots/<bot>/Dockerfile, endpoint.Dockerfile) and the byob template's
 images:
 	deploy/docker/build-images.sh
 
-bench: install
+# the benchmarks' own extra (Ray Data, the peer they compare with) is installed by this target only
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 up: install

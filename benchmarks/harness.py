@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import resource
@@ -27,7 +28,32 @@ from framework.storage import S3Location, Storage
 from framework.store import Store
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 BUCKET = "bench"
+LABELLER = ROOT / "bots" / "image_labeller"
+
+# benchmark endpoints: name -> (module, SPOTBOT_MAX_BATCH_SIZE it is started with; None: the default)
+ENDPOINTS = {
+    "noop": (HERE / "bots" / "noop_endpoint.py", None),
+    "sleep10": (HERE / "bots" / "sleep10_endpoint.py", None),
+    "sleep50": (HERE / "bots" / "sleep50_endpoint.py", None),
+    "gpu": (HERE / "bots" / "gpu_endpoint.py", None),  # dynamic batching on
+    "gpu_unbatched": (HERE / "bots" / "gpu_endpoint.py", 1),
+    "labeller": (LABELLER / "endpoint.py", None),
+    "labeller_unbatched": (LABELLER / "endpoint.py", 1),
+}
+
+
+def endpoint_name(name: str) -> str:
+    return "bench-" + name.replace("_", "-")
+
+
+def with_concurrency(settings: Settings, concurrency: int | None) -> Settings:
+    """Settings whose workers work `concurrency` files at once, once the worker reads SPOTBOT_CONCURRENCY
+    (a Settings field then; until then the variable in the workers' environment, see Bench.spotbot)."""
+    if concurrency is not None and "concurrency" in Settings.model_fields:
+        return settings.model_copy(update={"concurrency": concurrency})
+    return settings
 
 
 class CountingProxy:
@@ -95,16 +121,27 @@ class Bench:
         self.storage.ensure_bucket(BUCKET)
         self.store = Store.from_settings(self.base)
         self.endpoints: dict[str, str] = {}
+        self.proxies: dict[float, object] = {}
 
     def close(self) -> None:
         manager = EndpointManager(self.base, self.store)
         for endpoint, _ in manager.list():
             manager.backend(endpoint.backend).stop(endpoint)
+        for proxy in self.proxies.values():
+            proxy.close()
         self.stack.down()
+
+    def slow_s3(self, delay_ms: float) -> Settings:
+        """The base settings with S3 behind a proxy that delays every request by delay_ms (cloud S3's latency)."""
+        from .delay_proxy import DelayProxy
+
+        if delay_ms not in self.proxies:
+            self.proxies[delay_ms] = DelayProxy(self.base.s3_endpoint_url, delay_ms)
+        return self.base.model_copy(update={"s3_endpoint_url": self.proxies[delay_ms].url})
 
     def reset(self) -> None:
         """Empty the Elasticsearch side (spotbot's indices and the ancestor's); endpoints keep running."""
-        found = (self.store.endpoints.get(f"bench-{name}") for name in self.endpoints)
+        found = (self.store.endpoints.get(endpoint_name(name)) for name in self.endpoints)
         running = [record[0] for record in found if record]
         self.store.drop()
         self.store.engine.delete_index("ancestor-files")
@@ -127,18 +164,36 @@ class Bench:
         keys_file.write_text("\n".join(keys) + "\n")
         return prefix, keys_file
 
+    def photos(self, n: int) -> tuple[str, Path]:
+        """A prefix of n real photos (JPEG, derived from scikit-image's; uploaded once), and a file listing their keys."""
+        from .photos import derived
+
+        prefix = f"photos{n}/"
+        keys = [f"{prefix}p{i:05d}.jpg" for i in range(n)]
+        if sum(len(page) for page in self.storage.pages(S3Location(BUCKET, prefix))) < n:
+            print(f"  uploading {n} photos to s3://{BUCKET}/{prefix} ...", file=sys.stderr, flush=True)
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda item: self.storage.write(BUCKET, item[0], item[1], "image/jpeg"),
+                              zip(keys, derived(n))))
+        keys_file = self.home / f"photo-keys-{n}.txt"
+        keys_file.write_text("\n".join(keys) + "\n")
+        return prefix, keys_file
+
     def endpoint(self, name: str) -> str:
-        """URL of a running benchmark endpoint (noop or sleep10)."""
+        """URL of a running benchmark endpoint (one of ENDPOINTS), started with its batching setting."""
         if name not in self.endpoints:
-            spec = EndpointSpec(name=f"bench-{name}", image=f"python:{HERE / 'bots' / f'{name}_endpoint.py'}")
-            self.endpoints[name] = EndpointManager(self.base, self.store).ensure_one(spec).url
+            module, batch = ENDPOINTS[name]
+            settings = self.base if batch is None else self.base.model_copy(update={"max_batch_size": batch})
+            spec = EndpointSpec(name=endpoint_name(name), image=f"python:{module}")
+            self.endpoints[name] = EndpointManager(settings, self.store).ensure_one(spec).url
         return self.endpoints[name]
 
     def register(self, endpoint: str) -> str:
         self.endpoint(endpoint)
-        config = BotConfig(name=f"bench_{endpoint}", file_types=".txt", bot_image=f"python:{HERE / 'bots' / 'task.py'}",
-                           endpoint_name=f"bench-{endpoint}",
-                           endpoint_ecr_image_path=f"python:{HERE / 'bots' / f'{endpoint}_endpoint.py'}")
+        module, _ = ENDPOINTS[endpoint]
+        task, file_types = (LABELLER / "task.py", ".jpg") if module.parent == LABELLER else (HERE / "bots" / "task.py", ".txt")
+        config = BotConfig(name=f"bench_{endpoint}", file_types=file_types, bot_image=f"python:{task}",
+                           endpoint_name=endpoint_name(endpoint), endpoint_ecr_image_path=f"python:{module}")
         self.store.bots.register(config)
         return config.name
 
@@ -151,30 +206,69 @@ class Bench:
 
     # --- the ways of running a job ------------------------------------------------------------
 
-    def raw(self, n: int, workers: int, endpoint: str) -> float:
-        """Files/s of the per-file work alone in `workers` plain processes."""
+    def raw(self, n: int, workers: int, endpoint: str, *, threads: int = 1, settings: Settings | None = None,
+            steady: bool = False) -> float:
+        """Files/s of the per-file work alone in `workers` plain processes of `threads` threads each: from their
+        start to their end, or (steady) from their first file's start to their last file's end."""
         _, keys_file = self.dataset(n)
-        env = self.env(BENCH_BUCKET=BUCKET, BENCH_OUT=f"raw-{uuid.uuid4().hex[:6]}", BENCH_ENDPOINT=self.endpoint(endpoint))
+        env = self.env(settings, BENCH_BUCKET=BUCKET, BENCH_OUT=f"raw-{uuid.uuid4().hex[:6]}",
+                       BENCH_ENDPOINT=self.endpoint(endpoint))
         started = time.monotonic()
-        children = [subprocess.Popen([sys.executable, "-m", "benchmarks.raw", str(keys_file), str(i), str(workers)], env=env)
+        children = [subprocess.Popen([sys.executable, "-m", "benchmarks.raw", str(keys_file), str(i), str(workers),
+                                      str(threads)], env=env, stdout=subprocess.PIPE, text=True)
                     for i in range(workers)]
-        if any(child.wait() for child in children):
+        outputs = [child.communicate()[0] for child in children]
+        if any(child.returncode for child in children):
             raise RuntimeError("a raw worker failed")
+        spans = [json.loads(output) for output in outputs]
+        if steady:
+            return n / (max(span["ended"] for span in spans) - min(span["began"] for span in spans))
         return n / (time.monotonic() - started)
 
+    def ray(self, n: int, endpoint: str, *, actors: int, threads: int, settings: Settings | None = None,
+            keys_file: Path | None = None) -> dict:
+        """Files/s of the peer, Ray Data (benchmarks/ray_peer.py), over the same files and endpoint."""
+        keys_file = keys_file or self.dataset(n)[1]
+        env = self.env(settings, BENCH_BUCKET=BUCKET, BENCH_OUT=f"ray-{uuid.uuid4().hex[:6]}",
+                       BENCH_ENDPOINT=self.endpoint(endpoint))
+        out = subprocess.run([sys.executable, "-m", "benchmarks.ray_peer", str(keys_file), "--actors", str(actors),
+                              "--threads", str(threads)], env=env, capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"the Ray peer failed: {out.stderr[-2000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        # rate: steady, the actors' start left out (Ray's best figure); pipeline_rate: with it
+        return {"rate": result["files"] / result["steady_seconds"], "pipeline_rate": result["files"] / result["seconds"],
+                **result}
+
     def spotbot(self, n: int, workers: int, endpoint: str, *, settings: Settings | None = None,
-                kill_at: float | None = None) -> dict:
-        """One spotbot job end to end with real worker processes; files/s while running, and more."""
-        settings = settings or self.base
-        prefix, _ = self.dataset(n)
+                kill_at: float | None = None, concurrency: int | None = None, prefix: str | None = None) -> dict:
+        """One spotbot job end to end with real worker processes; files/s while running, and more.
+
+        concurrency: files in flight per worker (SPOTBOT_CONCURRENCY), given every way the worker may
+        take it: the setting, the job's submit argument, and the variable in the workers' environment.
+        """
+        settings = with_concurrency(settings or self.base, concurrency)
+        prefix = prefix or self.dataset(n)[0]
         self.reset()  # every run from an empty server: the embedded one slows down as its indices grow
         bot = self.register(endpoint)
         # the scheduler and its workers use `settings` (maybe through a counting proxy); watching uses our own store
         scheduler = Scheduler(settings, Store.from_settings(settings), self.storage)
         store = self.store
+        extra = {}
+        if concurrency is not None and "concurrency" in inspect.signature(scheduler.submit).parameters:
+            extra["concurrency"] = concurrency
         started = time.monotonic()
-        job = scheduler.submit(bot, f"s3://{BUCKET}/{prefix}", f"s3://{BUCKET}/out-{uuid.uuid4().hex[:6]}/",
-                               workers=workers)
+        saved = os.environ.get("SPOTBOT_CONCURRENCY")
+        if concurrency is not None:  # the process launcher passes its own environment on to the workers
+            os.environ["SPOTBOT_CONCURRENCY"] = str(concurrency)
+        try:
+            job = scheduler.submit(bot, f"s3://{BUCKET}/{prefix}", f"s3://{BUCKET}/out-{uuid.uuid4().hex[:6]}/",
+                                   workers=workers, **extra)
+        finally:
+            if saved is None:
+                os.environ.pop("SPOTBOT_CONCURRENCY", None)
+            else:
+                os.environ["SPOTBOT_CONCURRENCY"] = saved
         killed_at = None
         while not job.status.terminal:
             time.sleep(1.0)
@@ -235,12 +329,12 @@ class Bench:
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         parts = {"submitter": own.ru_utime + own.ru_stime, "workers": children.ru_utime + children.ru_stime,
                  "Elasticsearch": self.es_cpu_seconds() or 0.0, "S3": process_cpu(self.stack.state().get("s3_pid"))}
-        endpoint_pids = [record[0].pid for record in (self.store.endpoints.get(f"bench-{name}") for name in self.endpoints)
+        endpoint_pids = [record[0].pid for record in (self.store.endpoints.get(endpoint_name(name)) for name in self.endpoints)
                          if record and record[0].pid]
         parts["endpoint"] = sum(process_cpu(pid) for pid in endpoint_pids)
         return parts
 
-    def profile(self, system: str, n: int, workers: int, endpoint: str = "noop") -> dict:
+    def profile(self, system: str, n: int, workers: int, endpoint: str = "noop", settings: Settings | None = None) -> dict:
         """One run of a system with the CPU each part spent per file (ms), and its files/s."""
         before = self.cpu()
         if system == "raw":
@@ -248,7 +342,7 @@ class Bench:
         elif system == "ancestor":
             rate = self.ancestor(n, workers, endpoint)
         else:
-            result = self.spotbot(n, workers, endpoint)
+            result = self.spotbot(n, workers, endpoint, settings=settings)
             rate = result["rate"]
             for worker in self.store.jobs.get(result["job_id"]).workers.values():
                 reap(worker.pid)  # their CPU reaches RUSAGE_CHILDREN once they are waited for

@@ -26,6 +26,11 @@ DEFAULT_ES_PORT = 9200
 DEFAULT_S3_BASE = 8330  # weed mini's ports: base..base+7 and the same +10000 for gRPC
 S3_PORT_OFFSET = 3
 START_TIMEOUT = 60.0
+# Every bucket is a collection of volumes of its own (7 when it first takes a write). By default weed
+# sizes its volume budget from the free disk at 128 MB a volume: about 70 buckets on a disk with 70 GB
+# free, after which every write to a new bucket fails. Small volumes (empty ones cost next to nothing)
+# and a fixed budget make room for thousands of buckets on any disk.
+VOLUME_FLAGS = ["-master.volumeSizeLimitMB=32", "-volume.max=8000"]
 
 
 def _tool(name: str) -> str:
@@ -174,7 +179,7 @@ class LocalStack:
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 [_tool("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-                 "-webdav=false", "-admin.ui=false", *flags],
+                 "-webdav=false", "-admin.ui=false", *VOLUME_FLAGS, *flags],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )
         url = f"http://127.0.0.1:{base + S3_PORT_OFFSET}"

@@ -46,13 +46,17 @@ class FileStatus(str, Enum):
     COMPLETED = "COMPLETED"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"
+    # an incremental job found a COMPLETED result of this very object version and model (reused_from, output_uri):
+    # not worked by this job, so not COMPLETED by it; its output is the earlier job's
+    SKIPPED = "SKIPPED"
 
     @property
     def terminal(self) -> bool:
-        return self in (FileStatus.COMPLETED, FileStatus.ERROR, FileStatus.CANCELLED)
+        return self in (FileStatus.COMPLETED, FileStatus.ERROR, FileStatus.CANCELLED, FileStatus.SKIPPED)
 
 
 class ChunkStatus(str, Enum):
+    PENDING = "PENDING"  # recorded, its files still being written: nobody may claim it yet
     OPEN = "OPEN"
     LEASED = "LEASED"
     DONE = "DONE"
@@ -222,6 +226,10 @@ class Worker(BaseModel):
     host: str = ""
     exit_code: int | None = None
     reason: str = ""
+    vcpus: float | None = None  # what the back end gives it (None: it shares the machine)
+    # it was stopped from outside while its job ran (SIGTERM, a Spot interruption notice), and gave its work back
+    interrupted: bool = False
+    memory_mb: int | None = None
     started_at: int = Field(default_factory=now_ms)
     ended_at: int | None = None
 
@@ -237,11 +245,16 @@ class Job(BaseModel):
     total: int = 0
     chunks: int = 0
     workers_requested: int = 1
+    concurrency: int = 1  # files each worker works at once (SPOTBOT_CONCURRENCY when the job was submitted)
     workers: dict[str, Worker] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     error: str = ""
     events: list[str] = Field(default_factory=list)
     retries: int = 0
+    # what its results depend on (framework/fingerprint.py): an incremental job reuses results of the same one
+    fingerprint: str = ""
+    # files whose object version has a COMPLETED result of this bot and fingerprint are SKIPPED, not worked
+    incremental: bool = False
     # a long-running job (watch mode, the image API) takes new files until it is closed
     accepting: bool = False
     # add_files calls under way (token -> expiry, epoch ms): the job cannot end while one may still write
@@ -251,6 +264,7 @@ class Job(BaseModel):
     created_at: int = Field(default_factory=now_ms)
     running_at: int | None = None
     finished_at: int | None = None
+    closed_at: int | None = None  # when a long-running job stopped taking files
 
     def adds_under_way(self, now: int | None = None) -> bool:
         now = now_ms() if now is None else now
@@ -263,17 +277,30 @@ class Job(BaseModel):
 
 
 class Chunk(BaseModel):
-    """A run of up to chunk_size files: the unit of work and of leases."""
+    """A run of up to chunk_size files: the unit of work, of leases and of counting.
+
+    `counts` holds how many of the chunk's own files are in each status (a file listed by two
+    chunks, as after a re-scan, belongs to the one its document names). Only the chunk's
+    lease holder changes its files, and it writes their new states and these counts in the
+    same bulk request, so a job's counts are a sum over its chunks, never an aggregation over
+    its files (see store/chunks.py for why they cannot drift).
+    """
 
     chunk_id: str
     job_id: str
     seq: int
     batch_id: int
     file_ids: list[str]
-    status: ChunkStatus = ChunkStatus.OPEN
+    status: ChunkStatus = ChunkStatus.PENDING
     lease_owner: str = ""
     lease_expires_at: int = 0
     claims: int = 0
+    counts: dict[str, int] = Field(default_factory=dict)
+    in_flight: int = 0  # files its lease holder was working at its last write
+    # its last holder lost the lease with work under way (it died, or lost Elasticsearch): work its files carefully
+    suspect: bool = False
+    # claimed while PENDING (its writer was slower than the grace): files may be written to it after it is done
+    adopted: bool = False
     created_at: int = Field(default_factory=now_ms)
     done_at: int | None = None
 
@@ -296,6 +323,8 @@ class FileTask(BaseModel):
     labels: list[str] = Field(default_factory=list)
     # how sure the model was of its first label, as the task reports it: queryable, like seed 001's ConfidenceScore
     confidence: float | None = None
+    # each label with its own score ({"label", "score"}), where the task gave one: `stats --by label` averages these
+    label_scores: list[dict[str, Any]] = Field(default_factory=list)
     output: Any = None
     error: str = ""
     # the error's cause with its variable parts masked (framework/signatures.py): `spotbot errors` groups by it
@@ -305,6 +334,12 @@ class FileTask(BaseModel):
     # completed_at - started_at of the attempt that completed it: the processing-time histogram of /metrics
     duration_ms: int | None = None
     size: int = 0
+    # the object version the scan recorded: the worker reads exactly it (IfMatch on the ETag, or the VersionId)
+    etag: str = ""
+    version_id: str = ""
+    modified_at: int | None = None  # its LastModified, epoch ms (S3's clock)
+    fingerprint: str = ""  # the job's fingerprint when this file was COMPLETED (what its output depends on)
+    reused_from: str = ""  # SKIPPED: the job whose result (output_uri) this file reuses
     created_at: int = Field(default_factory=now_ms)
     started_at: int | None = None
     completed_at: int | None = None
@@ -313,3 +348,34 @@ class FileTask(BaseModel):
     def doc_id(job_id: str, bucket: str, key: str) -> str:
         """Deterministic, so recording the same prefix twice never duplicates a file."""
         return hashlib.sha256(f"{job_id}\0{bucket}\0{key}".encode()).hexdigest()[:40]
+
+
+class LatestResult(BaseModel):
+    """The latest COMPLETED result of one bot for one object (bot, bucket, key): what an incremental job reuses.
+
+    Written in the same bulk request as the file's completion (FileStore.flush), read by id
+    (`doc_id`), never searched: an incremental scan costs at most one mget per chunk.
+    """
+
+    bot: str
+    bucket: str
+    file_key: str
+    job_id: str
+    etag: str = ""
+    version_id: str = ""
+    size: int = 0
+    fingerprint: str
+    output_uri: str
+    completed_at: int | None = None
+
+    @staticmethod
+    def doc_id(bot: str, bucket: str, key: str) -> str:
+        return hashlib.sha256(f"{bot}\0{bucket}\0{key}".encode()).hexdigest()[:40]
+
+    def matches(self, *, etag: str, version_id: str, size: int, fingerprint: str) -> bool:
+        """Whether this result is of that very object version (VersionId, else ETag and size), by the same model."""
+        if not fingerprint or self.fingerprint != fingerprint:
+            return False
+        if version_id and self.version_id:
+            return version_id == self.version_id
+        return bool(etag) and etag == self.etag and size == self.size

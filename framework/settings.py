@@ -20,7 +20,7 @@ class Settings(BaseModel):
     """Everything spotbot can be told; each field is one SPOTBOT_<NAME> environment variable."""
 
     home: Path = Field(Path(".spotbot"), description="where the embedded stack keeps data, logs and state")
-    es_url: str = Field("", description="Elasticsearch URL (default: the embedded stack's)")
+    es_url: str = Field("", description="Elasticsearch URL (default: the embedded stack's); several comma-separated URLs of one cluster's nodes let the client fail over between them")
     es_engine: str = Field("auto", description="auto (from GET /), elasticsearch or opensearch")
     es_username: str = Field("", description="Elasticsearch basic-auth user (or user:password@ in the URL)")
     es_password: SecretStr | None = Field(None, description="Elasticsearch basic-auth password")
@@ -28,11 +28,14 @@ class Settings(BaseModel):
     es_auth: str = Field("", description="sigv4: sign requests with the AWS credentials (Amazon OpenSearch Service)")
     es_ca_certs: str = Field("", description="CA bundle file for an https:// Elasticsearch")
     es_verify_certs: bool = Field(True, description="false skips TLS certificate checks (warns)")
+    es_replicas: int | None = Field(None, ge=0, le=10, description="replicas of each index spotbot creates (unset: the engine's default; 1 on a cluster keeps every document when a node is lost; existing indices keep theirs)")
     index_prefix: str = Field("spotbot-", description="prefix of the Elasticsearch index names")
+    file_indices: int = Field(0, ge=0, le=256, description="indices the file documents are spread over when a prefix is first used (0: 16 on the embedded server, whose updates cost in proportion to an index's size; 1 on a real node)")
     s3_endpoint_url: str = Field("", description="S3 endpoint URL (default: the embedded stack's, or AWS)")
     s3_access_key: SecretStr | None = Field(None, description="S3 access key (default: the AWS credential chain)")
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (default: the AWS credential chain)")
     region: str = Field("us-east-1", description="AWS region of S3 and of the endpoints")
+    s3_data_client: str = Field("obstore", pattern="^(obstore|boto3)$", description="client of object reads and writes (a worker's inputs and outputs): obstore (a tenth of boto3's CPU per small object) or boto3; everything else is boto3")
     launcher: str = Field("process", description="how bot workers run: process, docker or batch (AWS Batch)")
     endpoint_backend: str = Field("process", description="how model endpoints run: process, docker or sagemaker")
     workers: int = Field(2, ge=1, le=1024, description="bot workers per job when --bots is not given")
@@ -40,11 +43,23 @@ class Settings(BaseModel):
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per file before it ends ERROR")
     lease_seconds: float = Field(60.0, gt=0, description="how long a claimed chunk stays a worker's without a heartbeat")
     poll_seconds: float = Field(1.0, gt=0, description="how often idle workers and --wait look for news")
+    concurrency: int = Field(8, ge=1, le=256, description="files each worker works at once (--concurrency; stored on the job)")
+    max_inflight_bytes: int = Field(64 * 1024 * 1024, ge=1, description="bytes of input files a worker holds in memory at once; past it, it starts no new file until some finish")
+    task_batch_size: int = Field(16, ge=1, le=1024, description="files per call of a task.py's main_batch(file_names)")
+    cost_per_worker_hour: str = Field("", description="price of a worker-hour for `status`'s cost figures: 0.05, or per back end like batch=0.0125,docker=0 (empty: no money shown)")
+    stop_grace_seconds: float = Field(30.0, ge=0, description="on SIGTERM (docker stop, a Spot interruption) a worker lets its files in flight finish this long, then gives the rest back")
+    spot_notice: str = Field("auto", description="watch the EC2 instance metadata service for a Spot interruption notice and stop as on SIGTERM: auto (on AWS Batch workers only), on or off")
+    spot_notice_seconds: float = Field(5.0, gt=0, le=60, description="how often a worker asks the instance metadata service for a Spot interruption notice")
+    imds_url: str = Field("http://169.254.169.254", description="the EC2 instance metadata service (IMDSv2) a worker asks for Spot interruption notices")
+    record_results: bool = Field(True, description="write each completed file as its bot's latest result for that object, which `submit --incremental` reuses (false: later incremental jobs find nothing to reuse)")
     flush_files: int = Field(100, ge=1, description="a worker writes results after this many files ...")
-    flush_seconds: float = Field(5.0, gt=0, description="... or after this many seconds, whichever is first")
+    flush_seconds: float = Field(2.0, gt=0, description="... or after this many seconds, whichever is first (also how fresh `status` is)")
     endpoint_timeout: float = Field(120.0, gt=0, description="seconds an endpoint call may take")
     retry_seconds: float = Field(120.0, ge=0, description="how long transient failures (a server restarting, 429, 5xx, timeouts) are retried before they count")
     endpoint_start_timeout: float = Field(300.0, gt=0, description="seconds an endpoint may take to answer /ping")
+    # dynamic batching in the endpoint server (framework/endpoints/serving.py), for modules with predict_batch_fn
+    max_batch_size: int = Field(32, ge=1, le=4096, description="an endpoint whose module defines predict_batch_fn gets up to this many concurrent requests' inputs in one call (1: no batching)")
+    max_batch_delay_ms: float = Field(5.0, ge=0, le=10_000, description="how long such an endpoint waits, from a batch's first input, for the batch to fill")
     # containers: the docker launcher and endpoint backend (framework/launchers/docker.py, framework/endpoints/docker.py)
     docker_cpus: float = Field(1.0, ge=0, description="CPUs of each worker container (0: no limit)")
     docker_memory: str = Field("1g", description="memory of each worker container, like 512m or 2g (0: no limit); a worker past it is OOM-killed")
@@ -52,6 +67,26 @@ class Settings(BaseModel):
     docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
     docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
     docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
+
+    @field_validator("es_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        # "a, b" and "a,b," mean the same nodes; one URL stays as given
+        return ",".join(url.strip() for url in value.split(",") if url.strip())
+
+    @field_validator("spot_notice")
+    @classmethod
+    def _spot_notice(cls, value: str) -> str:
+        if value.strip().lower() not in ("auto", "on", "off"):
+            raise ValueError(f"{value!r} is not auto, on or off")
+        return value.strip().lower()
+
+    @field_validator("imds_url")
+    @classmethod
+    def _imds_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// URL like http://169.254.169.254")
+        return value.rstrip("/")
 
     @field_validator("docker_memory", "docker_endpoint_memory")
     @classmethod
@@ -151,26 +186,17 @@ class Settings(BaseModel):
             raise ConfigError(f"cannot read the local stack's state: {exc}", file=str(path)) from None
 
     def require_es(self) -> str:
+        """The first Elasticsearch URL: the node the seed's es_host / es_port / es_protocol name to a worker."""
+        return self.es_urls()[0]
+
+    def es_urls(self) -> list[str]:
+        """Every Elasticsearch URL of SPOTBOT_ES_URL (one, or several nodes of one cluster)."""
         if not self.es_url:
             raise ConfigError(
                 "no Elasticsearch to talk to: run `spotbot local up`, or set SPOTBOT_ES_URL",
                 field="SPOTBOT_ES_URL",
             )
-        return self.es_url
-
-    def connection(self):
-        """Where and how to reach Elasticsearch, for the store."""
-        from .store.engines import Connection
-
-        if self.es_auth not in ("", "sigv4"):
-            raise ConfigError(f"{self.es_auth!r} is not a known authentication; leave it empty or use sigv4",
-                              field="SPOTBOT_ES_AUTH")
-        return Connection(
-            url=self.require_es(), engine=self.es_engine, username=self.es_username,
-            password=self.es_password.get_secret_value() if self.es_password else "",
-            api_key=self.es_api_key.get_secret_value() if self.es_api_key else "",
-            auth=self.es_auth, region=self.region, ca_certs=self.es_ca_certs, verify_certs=self.es_verify_certs,
-        )
+        return self.es_url.split(",")
 
     def environment(self) -> dict[str, str]:
         """These settings as SPOTBOT_* variables, secrets included: for a worker's environment only."""
@@ -200,7 +226,9 @@ class Settings(BaseModel):
 
 
 def hide_password(url: str) -> str:
-    """A URL for display: a password in it becomes ***."""
+    """A URL (or comma-separated URLs) for display: a password in it becomes ***."""
+    if "," in url:
+        return ",".join(hide_password(one) for one in url.split(","))
     parts = urlsplit(url)
     if not parts.password:
         return url

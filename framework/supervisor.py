@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from .errors import SpotbotError, TaskError
+from .errors import ConfigError, LaunchError, SpotbotError, TaskError
 from .launchers import Launcher, launcher
 from .models import Job, JobStatus, Worker, WorkerState, now_ms
 from .retry import retrying
@@ -21,6 +21,7 @@ ENDPOINT_CHECK_SECONDS = 5.0
 LIVE = (WorkerState.STARTING, WorkerState.RUNNING)
 DONE = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)  # every file worked: no worker has anything left
 EXIT_GRACE_SECONDS = 2.0
+STOP_GRACE_SECONDS = 10.0  # after SIGTERM at a job's end: an idle worker exits at once
 
 
 class Supervisor:
@@ -32,6 +33,10 @@ class Supervisor:
         self._budgets: dict[str, int] = {}
         self._endpoints_checked: dict[str, float] = {}
         self._launchers: dict[str, Launcher] = {scheduler.launcher.name: scheduler.launcher}
+        # Workers whose end this supervisor has seen through their launcher (which then cleans up
+        # after them: a container is removed). A worker records its own end too, so a record that
+        # says EXITED does not mean its launcher has been told.
+        self._reaped: set[str] = set()
 
     def launcher_of(self, worker: Worker) -> Launcher:
         """The launcher that started the worker (which may not be the one SPOTBOT_LAUNCHER names now)."""
@@ -60,13 +65,13 @@ class Supervisor:
         ended = self._ended_workers(job)
         waiting = self._waiting_workers(job)
         if waiting:
-            job = self.scheduler.record_workers(job_id, waiting, note="; ".join(
+            job = self.store.jobs.record_workers(job_id, waiting, note="; ".join(
                 f"worker {w.id} waits to start: {w.reason}" for w in waiting))
         if ended:
-            job = self.scheduler.record_workers(job_id, ended)
+            job = self.store.jobs.record_workers(job_id, ended)
             bad = [w for w in ended if w.exit_code == TaskError.exit_code]
             if bad:  # a task.py that cannot load fails the same way on every relaunch
-                return self.scheduler.fail(job_id, f"worker {bad[0].id} could not start its task: "
+                return self.store.jobs.fail(job_id, f"worker {bad[0].id} could not start its task: "
                                                    f"{self.launcher_of(bad[0]).last_words(bad[0])}")
         alive = [w for w in job.workers.values() if w.state in LIVE]
         dead = [w for w in ended if w.state != WorkerState.EXITED]
@@ -82,21 +87,26 @@ class Supervisor:
     def _ended_workers(self, job: Job) -> list[Worker]:
         ended = []
         for worker in job.workers.values():
-            if worker.state not in LIVE:
+            if worker.id in self._reaped:
                 continue
             state, code = self.launcher_of(worker).poll(worker)
-            if state not in LIVE:
+            if state in LIVE:
+                continue
+            self._reaped.add(worker.id)
+            if worker.state in LIVE:
                 ended.append(self._ended(worker, state, code))
         return ended
 
-    def _ended(self, worker: Worker, state: WorkerState, code: int | None) -> Worker:
+    def _ended(self, worker: Worker, state: WorkerState, code: int | None, stopped: str = "") -> Worker:
         """The worker's record once it ended, with why: its exit code and its launcher's account of it.
 
         That is the launcher's own reason where it has one (Batch: "Host EC2 ... terminated"), else
         the worker's last words (an OOM kill, an error).
         """
         if code == 0 and state == WorkerState.EXITED:
-            reason = "exited"
+            reason = worker.reason or "exited"  # the worker's own account: why it stopped, what it worked
+            if stopped:
+                reason = f"{reason} ({stopped})"
         else:
             launcher_ = self.launcher_of(worker)
             status_reason = getattr(launcher_, "status_reason", None)
@@ -124,40 +134,56 @@ class Supervisor:
 
         Looking at each worker until it has ended also lets its launcher clean up after it (the
         docker launcher keeps a container's log and exit status, then removes the container).
+        A worker's record keeps its own account of why it stopped and what it worked.
         """
-        waiting = list(job.workers.values())
-        ended: list[Worker] = []
-        deadline = time.monotonic() + EXIT_GRACE_SECONDS
-        while waiting:
-            live = []
-            for worker in waiting:
-                state, code = self.launcher_of(worker).poll(worker)
-                if state in LIVE:
-                    live.append(worker)
-                elif worker.state in LIVE:
-                    ended.append(self._ended(worker, state, code))
-            waiting = live
-            if not waiting or time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
-        for worker in waiting:
-            self.launcher_of(worker).stop(worker)
-            state, code = self.launcher_of(worker).poll(worker)
-            ended.append(worker.model_copy(update={
-                "state": WorkerState.EXITED, "exit_code": None if state in LIVE else code, "ended_at": now_ms(),
-                "reason": f"stopped: the job had ended {job.status.value}"}))
-        return self.scheduler.record_workers(job.job_id, ended) if ended else job
+        waiting = [w for w in job.workers.values() if w.id not in self._reaped]
+        exits: dict[str, tuple[Worker, WorkerState, int | None, str]] = {}
+        for grace, stopped in ((EXIT_GRACE_SECONDS, ""), (STOP_GRACE_SECONDS, f"stopped: the job had ended {job.status.value}")):
+            deadline = time.monotonic() + grace
+            while waiting:
+                live = []
+                for worker in waiting:
+                    state, code = self.launcher_of(worker).poll(worker)
+                    if state in LIVE:
+                        live.append(worker)
+                    else:
+                        self._reaped.add(worker.id)
+                        if worker.state in LIVE:  # else the worker recorded its own end
+                            exits[worker.id] = (worker, state, code, stopped)
+                waiting = live
+                if not waiting or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
+            for worker in waiting if not stopped else []:
+                self.launcher_of(worker).stop(worker)  # a worker stops gracefully on SIGTERM and says why
+        if not exits and not waiting:
+            return job
+        fresh = self.store.jobs.get(job.job_id).workers  # with what each worker wrote of itself at its exit
+        ended = []
+        for worker, state, code, stopped in exits.values():
+            record = fresh.get(worker.id, worker)
+            ended.append(self._ended(record, state, code, stopped))
+        for worker in waiting:  # still running after SIGTERM and its grace: left as it is, said so
+            ended.append(worker.model_copy(update={"reason": f"still running after SIGTERM; the job had ended "
+                                                             f"{job.status.value}"}))
+        return self.store.jobs.record_workers(job.job_id, ended)
 
     def _replace(self, job: Job, gone: list[Worker], alive: list[Worker]) -> Job:
         bot = self.store.bots.get(job.bot)
         for worker in gone:
             if self.budget(job) <= 0:
                 if not alive:
-                    return self.scheduler.fail(job.job_id, "every worker died and the relaunch budget is spent; "
+                    return self.store.jobs.fail(job.job_id, "every worker died and the relaunch budget is spent; "
                                                            "see the workers' logs and `spotbot retry`")
                 break
             self._budgets[job.job_id] -= 1
-            self.scheduler.relaunch(job, bot, worker, reason=f"{worker.reason or 'ended'} while work remained")
+            try:
+                alive.append(self.scheduler.relaunch(job, bot, worker,
+                                                     reason=f"{worker.reason or 'ended'} while work remained"))
+            except (LaunchError, ConfigError) as exc:  # tried again at the next look, while the budget lasts
+                self.store.jobs.note(job.job_id, f"could not relaunch worker {worker.id}: {exc}")
+                if not alive and self.budget(job) <= 0:
+                    return self.store.jobs.fail(job.job_id, f"no worker could be started: {exc}")
         return self.store.jobs.get(job.job_id)
 
     def _check_endpoints(self, job: Job) -> None:
@@ -187,7 +213,7 @@ class Supervisor:
     def watch_all(self) -> Iterator[list[Job]]:
         """Supervise every RUNNING job until none is left."""
         while True:
-            running = [job for job in self.store.jobs.list() if job.status == JobStatus.RUNNING]
+            running = list(self.store.jobs.each(status=JobStatus.RUNNING))
             if not running:
                 return
             yield [self.step(job.job_id) for job in running]

@@ -14,8 +14,12 @@ How new objects are found:
   listing then runs at start (to catch up) and in sweeps (for events lost or never sent).
 - Nothing is recorded twice: proposed keys are first looked up by id (a file's id derives from
   job, bucket and key), and Scheduler.add_files records only new keys anyway.
-- An object overwritten in place keeps its key, so it is the same file and is not processed
-  again; a new version must come under a new key (or in a new job) to be worked again.
+- An object overwritten in place keeps its key, so it is the same file, but a new version of it
+  (another ETag, or VersionId in a versioned bucket) is worked again: the file is reopened with
+  the new version (Scheduler.rework). The listing after the mark does not see it (its key sorts
+  below the mark): a sweep does, or an S3 event heard on a queue.
+- Outputs never land under the input prefix (the scheduler refuses overlapping prefixes), so a
+  watcher never takes its own results for new files.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ConfigError
+from .errors import ConfigError, WrongState
 from .models import Job, now_ms
 from .retry import retrying
 from .s3events import EventQueue
-from .scheduler import Scheduler
+from .scheduler import Scheduler, overwritten
 from .storage import S3Object, has_suffix, parse_uri
 from .supervisor import Supervisor
 
@@ -44,7 +48,7 @@ ADD_BATCH = 1000  # keys per add_files call
 class Look:
     """What one look at the prefix (and the queue) found."""
 
-    recorded: list[str] = field(default_factory=list)  # keys recorded by this look
+    recorded: list[str] = field(default_factory=list)  # keys recorded by this look (new, or overwritten in place)
     listed: int = 0  # objects listed
     messages: int = 0  # queue messages handled
     swept: bool = False
@@ -64,8 +68,6 @@ class Watcher:
         self.sweep_seconds = sweep_seconds
         self.queue = queue
         self.source = parse_uri(job.input_uri, field="input")
-        dest = parse_uri(job.output_uri, field="output")
-        self.exclude = dest if self.source.contains(dest) else None  # our own outputs, inside the input prefix
         self.file_types = self.store.bots.get(job.bot).file_types
         self.cursor = dict(job.cursor)
         self.supervisor = Supervisor(scheduler)
@@ -74,29 +76,28 @@ class Watcher:
 
     @classmethod
     def open(cls, scheduler: Scheduler, bot_name: str, input_uri: str, output_uri: str, *, workers: int | None = None,
-             job_id: str | None = None, interval: float, sweep_seconds: float, queue: EventQueue | None = None,
-             skip_existing: bool = False) -> "Watcher":
-        """Open (or reopen) the long-running job and a watcher of its prefix."""
+             job_id: str | None = None, concurrency: int | None = None, interval: float, sweep_seconds: float, queue: EventQueue | None = None,
+             skip_existing: bool = False, incremental: bool = False) -> "Watcher":
+        """Open (or reopen) the long-running job and a watcher of its prefix (incremental: see Scheduler.submit)."""
         if queue is not None:
             queue.check()
-        job = scheduler.open(bot_name, input_uri, output_uri, workers=workers, job_id=job_id)
+        job = scheduler.open(bot_name, input_uri, output_uri, workers=workers, job_id=job_id, concurrency=concurrency,
+                             incremental=incremental)
         if job.status.terminal:
-            raise ConfigError(f"job {job.job_id} has ended ({job.status.value}); watch with a new --job-id", field="--job-id")
+            raise ConfigError(f"job {job.job_id} has ended ({job.status.value}); watch with a new job id", field="job_id")
         if skip_existing and "since" not in job.cursor and not job.cursor.get("mark"):
             # only the first watcher of a job decides: a resumed watcher keeps what the job was started with.
             # S3 keeps LastModified in whole seconds: an object of this very second counts as new, rather than be lost
             since = now_ms() // 1000 * 1000
-            job = scheduler.store.jobs.change(job.job_id, lambda current: _with(current, since=since))
+            job = scheduler.store.jobs.save_cursor(job.job_id, since=since)
         return cls(scheduler, job, interval=interval, sweep_seconds=sweep_seconds, queue=queue)
 
     # --- one look ----------------------------------------------------------------------------
 
     def wanted(self, obj: S3Object) -> bool:
-        """Whether the bot takes it: under the prefix, of its file types, not our output, not left by --skip-existing."""
+        """Whether the bot takes it: under the prefix, of its file types, not left by --skip-existing."""
         key = obj.key
         if key.endswith("/") or not key.startswith(self.source.prefix) or not has_suffix(key, self.file_types):
-            return False
-        if self.exclude and key.startswith(self.exclude.prefix):
             return False
         return obj.modified_ms >= self.cursor.get("since", 0)
 
@@ -151,19 +152,23 @@ class Watcher:
             self.store.jobs.note(self.job_id, f"watch: {ignored} queue message(s) were not S3 event notifications")
 
     def _record(self, objects: list[S3Object]) -> list[str]:
-        """Add the objects not yet recorded to the job; returns the keys that were new."""
+        """Add the objects not yet recorded to the job, and work again those overwritten since they were;
+        returns their keys."""
         if not objects:
             return []
         known = self.store.files.by_key(self.job_id, self.source.bucket, [obj.key for obj in objects])
-        fresh = list({obj.key: (obj.key, obj.size) for obj in objects if obj.key not in known}.values())
+        fresh = list({obj.key: obj for obj in objects if obj.key not in known}.values())
+        changed = [obj for obj in objects if obj.key in known and overwritten(known[obj.key], obj)]
         recorded: list[str] = []
         for start in range(0, len(fresh), ADD_BATCH):
             recorded += self.scheduler.add_files(self.job_id, fresh[start:start + ADD_BATCH])
+        if changed:
+            recorded += self.scheduler.rework(self.job_id, changed)
         return recorded
 
     def _save(self, **changes) -> None:
         self.cursor.update(changes)
-        self.store.jobs.change(self.job_id, lambda job: _with(job, **changes))
+        self.store.jobs.save_cursor(self.job_id, **changes)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -177,7 +182,7 @@ class Watcher:
             if job.accepting and not job.status.terminal:
                 try:
                     look = retrying(self.look, seconds=self.settings.retry_seconds, what=f"watching {self.source.uri}")
-                except ConfigError:
+                except WrongState:
                     job = self.store.jobs.get(self.job_id)
                     if job.accepting and not job.status.terminal:
                         raise
@@ -193,7 +198,3 @@ class Watcher:
             if stop.is_set() or stop.wait(max(0.0, rest)):
                 return job
 
-
-def _with(job: Job, **changes) -> Job:
-    job.cursor = {**job.cursor, **changes}
-    return job

@@ -61,6 +61,9 @@ def settings(stack, tmp_path) -> Settings:
         endpoint_timeout=30,
         workers=2,
         chunk_size=5,
+        # the suite's timings (a kill mid-chunk, a cancel mid-job) were set for one file at a time:
+        # concurrency 1 must behave as a serial worker did; tests/test_concurrency.py runs many at once
+        concurrency=1,
     )
 
 

@@ -6,16 +6,33 @@ import json
 import subprocess
 import sys
 import tarfile
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import requests
 from conftest import ROOT, cli_env, spotbot, upload
 
-from framework.endpoints import EndpointManager
+from framework import bot
+from framework.endpoints import EndpointClient, EndpointManager
+from framework.endpoints.serving import load_reference
+from framework.models import EndpointSpec
+from framework.storage import S3Location
 
 BOT = ROOT / "bots" / "bug_priority"
 PRIORITIES = ["Optional", "Trivial", "Minor", "Major", "Critical", "Blocker"]
+
+
+@contextmanager
+def sdk(settings, store, storage, bucket: str, endpoint_name: str):
+    """The worker's SDK context for a task called in this process: real S3, the real endpoint process."""
+    bot._context = bot.Context(storage, EndpointClient(settings, store), bucket, bucket, "out/", [endpoint_name])
+    try:
+        yield
+    finally:
+        bot._context = None
 
 
 def train(settings, *args: str) -> subprocess.CompletedProcess:
@@ -165,3 +182,58 @@ def test_training_data_errors_name_the_file_and_line(settings, tmp_path):
     result = train(settings, "--data", str(data), "--out", str(tmp_path / "m"))
     assert result.returncode == 2
     assert f"{data} line 3" in result.stderr and "__label__9" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_batched_endpoint_answers_each_request_as_the_unbatched_one_does(settings, store, storage, bucket, trained):
+    model = f"s3://{bucket}/models/bug_priority.tar.gz"
+    image = f"python:{BOT / 'endpoint.py'}"
+    one_by_one = EndpointManager(settings.model_copy(update={"max_batch_size": 1}), store, storage).ensure_one(
+        EndpointSpec(name="priority-one", image=image, model_s3_path=model))
+    # a long delay: the six requests sent together are one batch
+    batched = EndpointManager(settings.model_copy(update={"max_batch_size": 6, "max_batch_delay_ms": 5000}), store,
+                              storage).ensure_one(EndpointSpec(name="priority-batched", image=image, model_s3_path=model))
+    reports = storage.read(bucket, "bugs/labels.csv").decode().splitlines()[1:]
+    texts = [storage.read(bucket, line.split(",")[0]).decode() for line in reports]
+    # requests of different sizes and different k: a batch must give each its own instances' answers back
+    bodies = [{"instances": texts[0:1]}, {"instances": texts[1:6], "configuration": {"k": 2}}, {"instances": texts[6:9]},
+              {"instances": texts[9:10], "configuration": {"k": 3}}, {"instances": texts[10:18]},
+              {"instances": texts[18:20], "configuration": {"k": 2}}]
+    alone = [requests.post(one_by_one.url + "/invocations", json=body, timeout=30) for body in bodies]
+    gate = threading.Barrier(len(bodies))
+
+    def together(body):
+        gate.wait()
+        return requests.post(batched.url + "/invocations", json=body, timeout=30)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        at_once = list(pool.map(together, bodies))
+    assert [a.status_code for a in alone + at_once] == [200] * 12
+    assert [a.headers.get("X-Spotbot-Batch-Size") for a in at_once] == ["6"] * 6
+    for body, single, grouped in zip(bodies, alone, at_once):
+        assert len(grouped.json()) == len(body["instances"])
+        assert grouped.json() == single.json()
+
+
+def test_main_batch_classifies_a_group_of_reports_in_one_call_as_main_task_does_one_by_one(settings, store, storage,
+                                                                                           bucket, trained, monkeypatch):
+    register(settings, f"s3://{bucket}/models/bug_priority.tar.gz")
+    endpoint = EndpointManager(settings, store, storage).ensure(store.bots.get("bug_priority"))[0]
+    task = load_reference(f"python:{BOT / 'task.py'}", kind="task")
+    upload(storage, bucket, {"bugs/reports/export.json": json.dumps({"summary": "Production is down",
+                                                                     "description": "every request returns 502"}),
+                             "bad/empty.txt": "   \n"})
+    keys = sorted(key for page in storage.pages(S3Location(bucket, "bugs/reports/")) for key, _ in page)
+    assert len(keys) == 37
+    calls = []  # the real SDK call, counted
+    real_invoke = bot.invoke_endpoint
+    monkeypatch.setattr(bot, "invoke_endpoint", lambda body, **kw: calls.append(len(body["instances"])) or real_invoke(body, **kw))
+    with sdk(settings, store, storage, bucket, endpoint.name):
+        one_by_one = [task.main_task(key) for key in keys]
+        assert calls == [1] * 37
+        together = task.main_batch(keys)
+        assert calls[37:] == [37]  # the 37 reports in one endpoint call
+        # one bad report fails the whole call, naming the file
+        with pytest.raises(ValueError, match="bad/empty.txt holds no report text"):
+            task.main_batch([keys[0], "bad/empty.txt"])
+    assert together == one_by_one
+    assert all(result["priority"] in PRIORITIES and result["labels"] == [result["priority"]] for result in together)

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from conftest import cli_env, register_echo, results, spotbot, submit, upload
 
 from framework.storage import parse_uri
@@ -108,7 +110,7 @@ def test_rescan_of_an_interrupted_scan_records_each_file_once(settings, store, s
     job, _ = store.jobs.create(Job(job_id="rescan", bot="echo", input_uri=f"s3://{bucket}/in/",
                                    output_uri=f"s3://{bucket}/out/", workers_requested=2))
     partial = [scheduler._chunk(job, bot, bucket, 0, [(f"in/{i:03d}.txt", 1) for i in range(5)])]
-    scheduler._record(partial)
+    store.record(partial)
     # and more files arrived before the job was submitted again (the listing shifted)
     upload(storage, bucket, {"in/000a.txt": "new"})
 
@@ -164,19 +166,38 @@ def test_multi_endpoint_bot_starts_every_endpoint_and_reuses_them(settings, stor
     assert "echo-a" not in {e["name"] for e in json.loads(spotbot(settings, "endpoints", "list", "--json").stdout)}
 
 
-def test_output_prefix_inside_input_prefix_is_left_out_of_the_scan(settings, store, storage, bucket):
+@pytest.mark.parametrize("input_uri, output_uri", [
+    ("in/", "in/out/"),  # outputs inside the inputs: a job taking .json would take its own results
+    ("in/", ""),  # outputs at the bucket root: the same, through the root
+    ("in", "in-results/"),  # an input prefix without its slash lists the outputs too
+    ("", "out/"),  # the whole bucket as input holds the outputs
+])
+def test_overlapping_input_and_output_prefixes_are_refused(settings, store, storage, bucket, input_uri, output_uri):
+    # Given the echo bot and an input file
     register_echo(settings)
-    upload(storage, bucket, {"in/a.txt": "a", "in/out/old.txt": "an old output"})
-    result = spotbot(settings, "submit", "--bot", "echo", "--input", f"s3://{bucket}/in/", "--output",
-                     f"s3://{bucket}/in/out/", "--wait", "--json")
-    assert result.returncode == 0, result.stderr
-    job = json.loads(result.stdout)
+    upload(storage, bucket, {"in/a.txt": "a"})
+
+    # When a job is submitted whose outputs would land among its inputs (or the reverse)
+    result = spotbot(settings, "submit", "--bot", "echo", "--input", f"s3://{bucket}/{input_uri}", "--output",
+                     f"s3://{bucket}/{output_uri}", "--json")
+
+    # Then it is refused with an error naming --output, and nothing is recorded
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("error: --output: ") and "overlaps the input" in result.stderr
+    assert json.loads(spotbot(settings, "jobs", "list", "--json").stdout) == []
+
+
+def test_sibling_output_prefix_is_accepted(settings, store, storage, bucket):
+    register_echo(settings)
+    upload(storage, bucket, {"in/a.txt": "a", "inbox.txt": "not under in/"})
+    code, job, stderr = submit(settings, bucket)
+    assert code == 0, stderr
     assert [r["file_key"] for r in results(settings, job["job_id"])] == ["in/a.txt"]
 
 
 def test_store_is_reachable_from_the_worker_contract_alone(settings, store):
     # the seed's es_host/es_port/es_protocol/es_index are enough to find the store
-    from framework.bot import WorkerEnv
+    from framework.worker import WorkerEnv
 
     host, port = settings.es_url.removeprefix("http://").split(":")
     environ = {"es_host": host, "es_port": port, "es_protocol": "http", "es_index": store.index("files"),

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from conftest import register_echo, upload, wait_for
 
-from framework.errors import ConfigError
+from framework.errors import ConfigError, WrongState
 from framework.launchers.process import ProcessLauncher
 from framework.models import Job, JobStatus, WorkerState, now_ms
 from framework.scheduler import Scheduler
@@ -56,7 +56,7 @@ def test_files_added_to_a_running_job_are_worked_once_and_it_ends_when_closed(se
     launcher = ProcessLauncher(settings)
     wait_for(lambda: all(launcher.poll(w)[0] not in (WorkerState.STARTING, WorkerState.RUNNING)
                          for w in store.jobs.get("live-1").workers.values()), 60, "the workers to exit")
-    with pytest.raises(ConfigError, match="no longer takes files"):
+    with pytest.raises(WrongState, match="no longer takes files"):
         scheduler.add_files("live-1", [("in/late.txt", 1)])
 
 

@@ -114,3 +114,25 @@ def test_stats_refuses_bad_input(settings, store):
         result = spotbot(settings, "stats", *args)
         assert result.returncode == code, (args, result.stderr)
         assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_label_gets_its_own_score_not_the_files_top_one(settings, store):
+    # Given photos whose tasks gave every label its own score (as the image labeller does)
+    store.jobs.create(Job(job_id="photos", bot="classifier", input_uri="s3://b/in/", output_uri="s3://b/out/",
+                          status=JobStatus.COMPLETED, total=2))
+    at = millis(DAY)
+    store.files.record([
+        FileTask(job_id="photos", bot="classifier", bucket="b", file_key="in/cat.jpg", chunk_id="c", batch_id=0,
+                 status=FileStatus.COMPLETED, labels=["tiger cat", "window screen"], confidence=0.3845, completed_at=at,
+                 label_scores=[{"label": "tiger cat", "score": 0.3845}, {"label": "window screen", "score": 0.0012}]),
+        FileTask(job_id="photos", bot="classifier", bucket="b", file_key="in/cat2.jpg", chunk_id="c", batch_id=0,
+                 status=FileStatus.COMPLETED, labels=["tiger cat"], confidence=0.6155, completed_at=at,
+                 label_scores=[{"label": "tiger cat", "score": 0.6155}]),
+    ])
+
+    # When counted by label
+    rows = {row["label"]: row for row in stats(settings, "photos", "--by", "label")["rows"]}
+
+    # Then each label's confidence is the average of its own scores
+    assert rows["window screen"]["count"] == 1 and rows["window screen"]["confidence_avg"] == 0.0012
+    assert rows["tiger cat"]["count"] == 2 and rows["tiger cat"]["confidence_avg"] == 0.5

@@ -68,8 +68,7 @@ def calls(log: Path) -> Counter:
 
 
 def test_watch_processes_uploads_once_and_a_restart_resumes_from_its_mark(settings, store, storage, bucket, tmp_path):
-    # Given the echo bot (it takes .txt and .json) and a prefix with two reports, a photo it does not take,
-    # and its own outputs going inside the watched prefix (as .json: a watcher not excluding them would loop)
+    # Given the echo bot (it takes .txt and .json) and a prefix with two reports and a photo it does not take
     register_echo(settings)
     log = tmp_path / "calls.jsonl"
     env = cli_env(settings, ECHO_CALLS_LOG=str(log))
@@ -77,7 +76,7 @@ def test_watch_processes_uploads_once_and_a_restart_resumes_from_its_mark(settin
     common = ["--interval", "0.3", "--sweep", "2"]
 
     # When a watcher starts
-    watch = Watch(settings, "--bot", "echo", "--input", f"s3://{bucket}/cam/", "--output", f"s3://{bucket}/cam/out/",
+    watch = Watch(settings, "--bot", "echo", "--input", f"s3://{bucket}/cam/", "--output", f"s3://{bucket}/labels/",
                   "--bots", "1", "--job-id", "w1", *common, env=env)
     wait_for(lambda: completed(store, "w1") == 2, 90, "the objects already there to be worked")
 
@@ -111,8 +110,8 @@ def test_watch_processes_uploads_once_and_a_restart_resumes_from_its_mark(settin
     assert final.status == JobStatus.COMPLETED and final.total == 5 and final.counts["COMPLETED"] == 5
     assert calls(log) == Counter({key: 1 for key in keys})
     assert {row.file_key for row in store.files.page("w1")} == keys
-    outputs = {key for page in storage.pages(S3Location(bucket, "cam/out/")) for key, _ in page}
-    assert outputs == {f"cam/out/{key}.json" for key in keys}
+    outputs = {key for page in storage.pages(S3Location(bucket, "labels/")) for key, _ in page}
+    assert outputs == {f"labels/{key}.json" for key in keys}
 
 
 def test_skip_existing_leaves_what_was_there(settings, store, storage, bucket, tmp_path):
@@ -141,7 +140,7 @@ def test_watch_refuses_bad_input_with_a_clear_message(settings, store, storage, 
         (["--bot", "echo", "--input", f"s3://{bucket}/in/"], 2, "missing --output"),
         (["--bot", "echo", *good, "--interval", "0"], 2, "--interval"),
         (["--bot", "echo", *good, "--sqs-queue-url", "queue-please"], 2, "--sqs-queue-url: 'queue-please' is not a queue URL"),
-        (["--bot", "echo", "--input", f"s3://{bucket}/in/", "--output", f"s3://{bucket}/in/"], 2, "--output: must differ"),
+        (["--bot", "echo", "--input", f"s3://{bucket}/in/", "--output", f"s3://{bucket}/in/"], 2, "--output: s3://"),
     ]
     for args, code, expected in cases:
         result = spotbot(settings, "watch", *args, timeout=60)

@@ -54,14 +54,16 @@ def test_three_workers_work_every_file_exactly_once(settings, store, storage, bu
 def test_only_one_of_many_racing_claims_wins(settings, store):
     job = Job(job_id="race", bot="b", input_uri="s3://b/in/", output_uri="s3://b/out/")
     store.jobs.create(job)
-    store.chunks.record([Chunk(chunk_id="race-0", job_id="race", seq=0, batch_id=0, file_ids=[])])
+    chunk = Chunk(chunk_id="race-0", job_id="race", seq=0, batch_id=0, file_ids=["f"])
+    written = store.chunks.record([chunk])
+    store.chunks.open([(chunk, written["race-0"], 1)])
     store.refresh("chunks")
     won: list[Lease] = []
     barrier = threading.Barrier(6)
 
     def claim(i):
         barrier.wait()
-        lease = store.chunks.claim("race", f"worker-{i}", i % 2, lease_seconds=1.0)
+        lease = store.chunks.claim("race", f"worker-{i}", i % 2, lease_seconds=1.0, pending_grace=60)
         if lease:
             won.append(lease)
 
@@ -74,11 +76,13 @@ def test_only_one_of_many_racing_claims_wins(settings, store):
     winner = won[0]
     assert store.chunks.extend(winner, 1.0)
     # once the lease has expired, another worker takes the chunk, and the first can no longer touch it
-    wait_for(lambda: store.chunks.claim("race", "thief", 0, lease_seconds=30), 10, "the expired lease to be claimable")
+    wait_for(lambda: store.chunks.claim("race", "thief", 0, lease_seconds=30, pending_grace=60), 10,
+             "the expired lease to be claimable")
     assert not store.chunks.extend(winner, 1.0)
-    assert not store.chunks.finish(winner)
+    assert not store.chunks.finish(winner, {})
     doc = store.engine.get(store.index("chunks"), "race-0")["_source"]
     assert doc["lease_owner"] == "thief" and doc["status"] == ChunkStatus.LEASED.value and doc["claims"] == 2
+    assert doc["suspect"]  # taken over from an expired lease: its next holder works it carefully
 
 
 def worker_pids(settings, job_id):
@@ -116,25 +120,35 @@ def test_a_retried_write_whose_answer_was_lost_is_recognised_as_ours(settings, s
     # Given files marked PROCESSING by a bulk write whose answer (new sequence numbers) never arrived
     from framework.models import FileTask
 
-    chunk = Chunk(chunk_id="lost-0", job_id="lost", seq=0, batch_id=0, file_ids=[])
+    ids = [FileTask.doc_id("lost", "bk", f"k{i}") for i in range(3)]
+    chunk = Chunk(chunk_id="lost-0", job_id="lost", seq=0, batch_id=0, file_ids=ids)
     files = [FileTask(job_id="lost", bot="b", bucket="bk", file_key=f"k{i}", chunk_id="lost-0", batch_id=0) for i in range(3)]
-    store.chunks.record([chunk])
-    store.files.record(files)
-    chunk.file_ids = [FileTask.doc_id("lost", "bk", f.file_key) for f in files]
-    claims = store.files.open_in(chunk)
-    stale = [(c.seq_no, c.primary_term) for c in claims]
-    assert len(store.files.begin(claims, "w1")) == 3
-    for claim, (seq_no, term) in zip(claims, stale):
+    store.record([(chunk, files)])
+    lease = store.chunks.claim("lost", "w1", 0, lease_seconds=30, pending_grace=60)
+    view, missing = store.files.of_chunk(lease.chunk)
+    assert missing == 0 and len(view) == 3
+    stale = [(c.seq_no, c.primary_term) for c in view]
+    for claim in view:
+        store.files.begin(claim, "w1")
+    assert store.files.flush(view, lease, lease_seconds=30, in_flight=3)
+    for claim, (seq_no, term) in zip(view, stale):
         claim.seq_no, claim.primary_term = seq_no, term  # as if the answer had been lost
+        claim.dirty = True
 
     # When the same write is sent again, it is kept as ours, not dropped as someone else's
-    assert len(store.files.write(claims)) == 3
+    assert store.files.flush(view, lease, lease_seconds=30, in_flight=3)
+    assert not any(claim.dirty for claim in view)
+    assert [c.task.status for c in view] == [FileStatus.PROCESSING] * 3
     # and it can go on: the results write conditionally on the adopted sequence numbers
-    for claim in claims:
-        store.files.complete(claim, output_uri="s3://x/y", labels=[], output=None, attempts=1)
-    assert len(store.files.write(claims)) == 3
-    # while a genuinely different document under the same stale numbers is refused
-    assert store.files.open_in(chunk) == []  # all COMPLETED now
-    claims[0].task.labels = ["someone else's"]
-    claims[0].seq_no, claims[0].primary_term = stale[0]
-    assert store.files.write([claims[0]]) == []
+    for claim in view:
+        store.files.complete(claim, output_uri="s3://x/y", labels=[], output=None)
+    assert store.files.flush(view, lease, lease_seconds=30, end=ChunkStatus.DONE)
+    assert [t.status for t in store.files.get(ids)] == [FileStatus.COMPLETED] * 3
+    assert store.chunks.get(["lost-0"])["lost-0"][0].counts["COMPLETED"] == 3
+    # while a genuinely different document under the same stale numbers is refused: the newer state is kept
+    view[0].task.labels = ["someone else's"]
+    view[0].seq_no, view[0].primary_term = stale[0]
+    view[0].dirty = True
+    store.files._read_again([view[0]], overwrite=False)
+    assert view[0].task.labels == [] and not view[0].dirty
+    assert store.files.get(ids[:1])[0].labels == []

@@ -4,7 +4,8 @@ Speaks BlazingText's inference format over the SageMaker contract: POST /invocat
 {"instances": ["text", ...]} (optionally "configuration": {"k": 2} for the k best labels)
 answers [{"label": ["__label__4"], "prob": [0.71]}, ...], one entry per instance, best first.
 The model is the model.bin of a model.tar.gz (model_s3_path), unpacked into model_dir: one that
-bots/bug_priority/train.py wrote, or one that a BlazingText training job did.
+bots/bug_priority/train.py wrote, or one that a BlazingText training job did. With dynamic batching
+(predict_batch_fn), the instances of concurrent requests go to fastText in one call.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ MAX_K = 10
 class Classifier:
     def __init__(self, model):
         self.model = model
-        self.lock = threading.Lock()  # the server answers requests in threads; one prediction at a time is plenty here
+        self.lock = threading.Lock()  # without batching the server answers requests in threads; one prediction at a time is plenty here
 
     def __call__(self, texts: list[str], k: int) -> list[dict]:
         with self.lock:
@@ -73,6 +74,22 @@ def input_fn(body, content_type):
 def predict_fn(data, classifier):
     texts, k = data
     return classifier(texts, k)
+
+
+def predict_batch_fn(inputs, classifier):
+    """Concurrent requests' instances in one fastText call per k (dynamic batching); each request
+    gets back the answers of its own instances, in order."""
+    callers_by_k: dict[int, list[int]] = {}
+    for caller, (_texts, k) in enumerate(inputs):
+        callers_by_k.setdefault(k, []).append(caller)
+    answers: list = [None] * len(inputs)
+    for k, callers in callers_by_k.items():
+        flat = classifier([text for caller in callers for text in inputs[caller][0]], k)
+        at = 0
+        for caller in callers:
+            count = len(inputs[caller][0])
+            answers[caller], at = flat[at:at + count], at + count
+    return answers
 
 
 def output_fn(prediction, accept):

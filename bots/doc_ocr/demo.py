@@ -2,7 +2,8 @@
 
 Starts the stack, writes sample documents (rendered ones with known text, and real scans),
 uploads them to the embedded S3, registers the doc_ocr bot, submits a job with a progress
-bar, and prints a table of the results, checking the rendered documents word for word.
+bar, and prints a table of the results, checking the rendered documents word for word (the
+model runs some words together: the table says which, and how many words it read).
 Every step is the `spotbot` command a user would type.
 """
 
@@ -47,9 +48,21 @@ def upload(folder: Path, prefix: str) -> int:
     return count
 
 
-def squeeze(text: str) -> str:
-    """OCR may drop or add spaces between words; the check compares the characters."""
-    return "".join(text.split())
+def words(text: str) -> list[str]:
+    """The words of a text, in order (runs of spaces and line breaks are one separator)."""
+    return text.split()
+
+
+def check(found: str, expected: str) -> str:
+    """'exact' when the words match with their spaces; else how many of the expected words were read as such.
+
+    OCR can run two words into one ("SHIPPING NOTICE" read as "SHIPPINGNOTICE"): that is a
+    difference, and the table says so rather than comparing the characters alone.
+    """
+    if words(found) == words(expected):
+        return "exact"
+    read = set(words(found))
+    return f"{sum(1 for word in words(expected) if word in read)}/{len(words(expected))} words"
 
 
 def main() -> int:
@@ -73,25 +86,24 @@ def main() -> int:
     from framework.storage import Storage, parse_uri
 
     storage = Storage(Settings.from_env())
-    checked = failed = 0
-    print(f"\n{'file':40} {'status':10} {'check':8} labels")
+    checked = exact = 0
+    print(f"\n{'file':40} {'status':10} {'check':10} labels")
     for row in rows:
         name = row["file_key"].split(f"docs/{run}/", 1)[1]
-        check = ""
+        verdict = ""
         if row["status"] == "COMPLETED" and expected.get(name):
             location = parse_uri(row["output_uri"])
-            text = json.loads(storage.read(location.bucket, location.prefix))["text"]
-            ok = squeeze(text) == squeeze(expected[name])
-            check = "exact" if ok else "DIFFERS"
+            verdict = check(json.loads(storage.read(location.bucket, location.prefix))["text"], expected[name])
             checked += 1
-            failed += not ok
-        print(f"{name:40} {row['status']:10} {check:8} {', '.join(row['labels'][:8])}")
+            exact += verdict == "exact"
+        print(f"{name:40} {row['status']:10} {verdict:10} {', '.join(row['labels'][:8])}")
         if row["error"]:
             print(f"{'':40} error: {row['error']}")
-    print(f"\n{len(rows)} files, {checked} with known text checked, {failed} differ; "
+    print(f"\n{len(rows)} files, {checked} with known text checked: {exact} read exactly, word for word; "
           f"outputs under s3://{BUCKET}/out/{run}/; {time.monotonic() - started:.0f}s in all")
     print(f"see more: spotbot status {job_id}; spotbot results {job_id} --format csv")
-    return 1 if failed or any(r["status"] != "COMPLETED" for r in rows) else 0
+    # the demo shows the pipeline at work: it fails when a file was not worked, not when the model misreads
+    return 1 if any(r["status"] != "COMPLETED" for r in rows) else 0
 
 
 if __name__ == "__main__":

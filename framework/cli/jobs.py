@@ -10,18 +10,24 @@ from typing import Any
 
 import click
 
+from ..costs import job_cost, worker_seconds
 from ..models import FileStatus, Job, JobStatus, WorkerState, now_ms
 from ..retry import retrying
 from .app import EXIT_BY_STATUS, Context, emit_json, handled, main
 
 
-def progress_line(job: Job) -> dict[str, Any]:
-    """The job's state with counts, rate and ETA, as `status` shows it."""
+def progress_line(job: Job, in_flight: int = 0, claimed: int = 0) -> dict[str, Any]:
+    """The job's state with counts, rate and ETA, as `status` shows it.
+
+    The rate counts files that ran to an end (COMPLETED or ERROR), not those cancelled unrun nor
+    those an incremental job SKIPPED (their results are an earlier job's).
+    """
     counts = job.counts
-    done = counts.get(FileStatus.COMPLETED.value, 0) + counts.get(FileStatus.ERROR.value, 0) + counts.get(FileStatus.CANCELLED.value, 0)
+    worked = counts.get(FileStatus.COMPLETED.value, 0) + counts.get(FileStatus.ERROR.value, 0)
+    done = worked + counts.get(FileStatus.CANCELLED.value, 0) + counts.get(FileStatus.SKIPPED.value, 0)
     end = job.finished_at or now_ms()
     elapsed = max(0.001, (end - (job.running_at or job.created_at)) / 1000)
-    rate = done / elapsed if done else 0.0
+    rate = worked / elapsed if worked else 0.0
     remaining = max(0, job.total - done)
     return {
         "job_id": job.job_id,
@@ -31,21 +37,43 @@ def progress_line(job: Job) -> dict[str, Any]:
         "output": job.output_uri,
         "total": job.total,
         "counts": counts,
+        "in_flight": in_flight,  # being worked right now (as of the workers' last writes, every few seconds)
+        "claimed": claimed,  # held by a worker, not begun yet
+        "concurrency": job.concurrency,
         "rate_per_second": round(rate, 2),
         "eta_seconds": round(remaining / rate, 1) if rate and not job.status.terminal else None,
         "elapsed_seconds": round(elapsed, 1),
         "accepting": job.accepting,
+        "incremental": job.incremental,
+        "fingerprint": job.fingerprint,
+        # workers stopped from outside while the job ran (SIGTERM, a Spot interruption notice): they gave their work back
+        "interrupted": sum(1 for worker in job.workers.values() if worker.interrupted),
         "error": job.error or None,
     }
+
+
+def describe_cost(cost: dict) -> str:
+    """The cost figures of `status` as one line."""
+    parts = [f"worker time {cost['worker_seconds'] / 3600:.2f} h"]
+    if cost.get("files_per_worker_hour"):
+        parts.append(f"{cost['files_per_worker_hour']:.0f} files per worker-hour")
+    if "cost" in cost:
+        parts.append(f"cost {cost['cost']:.4f}")
+        if cost.get("cost_per_1000_files") is not None:
+            parts.append(f"{cost['cost_per_1000_files']:.4f} per 1,000 files")
+        if cost.get("cost_at_end") is not None:
+            parts.append(f"{cost['cost_at_end']:.4f} at the end")
+    return "cost: " + ", ".join(parts)
 
 
 def job_status(obj: Context, job_id: str) -> dict[str, Any]:
     from ..launchers import launcher
 
     job = obj.store.jobs.get(job_id)
+    in_flight = claimed = 0
     if not job.status.terminal:
-        job.counts = obj.store.jobs.counts(job_id)
-    line = progress_line(job)
+        job.counts, in_flight, claimed = obj.store.jobs.progress(job_id)
+    line = progress_line(job, in_flight, claimed)
     launchers: dict = {}  # each worker is asked through the launcher that started it
     workers = []
     for worker in job.workers.values():
@@ -55,8 +83,11 @@ def job_status(obj: Context, job_id: str) -> dict[str, Any]:
                 launchers[worker.backend] = launcher(obj.settings, worker.backend)
             state = launchers[worker.backend].poll(worker)[0]
         workers.append({"id": worker.id, "batch_id": worker.batch_id, "state": state.value, "pid": worker.pid,
-                        "exit_code": worker.exit_code, "backend": worker.backend})
+                        "exit_code": worker.exit_code, "backend": worker.backend, "reason": worker.reason or None,
+                        "interrupted": worker.interrupted,
+                        "seconds": round(worker_seconds(worker), 1), "vcpus": worker.vcpus, "memory_mb": worker.memory_mb})
     line["workers"] = workers
+    line["cost"] = job_cost(job, line["counts"], obj.settings)
     return line
 
 
@@ -65,18 +96,24 @@ def job_status(obj: Context, job_id: str) -> dict[str, Any]:
 @click.option("--input", "input_uri", required=True, help="s3://bucket/prefix of the files to process.")
 @click.option("--output", "output_uri", required=True, help="s3://bucket/prefix where results go.")
 @click.option("--bots", "workers", type=click.IntRange(1, 1024), help="How many bot workers (default: SPOTBOT_WORKERS).")
+@click.option("--concurrency", type=click.IntRange(1, 256),
+              help="Files each worker works at once (default: SPOTBOT_CONCURRENCY); kept on the job for relaunched workers.")
 @click.option("--job-id", help="Choose the job id; submitting an existing id resumes that job, never duplicating a file.")
+@click.option("--incremental", is_flag=True,
+              help="Skip the files whose object (ETag or version) has a COMPLETED result of this bot with the same model "
+                   "fingerprint: they end SKIPPED, pointing at that result; changed, new and failed files are worked.")
 @click.option("--wait", is_flag=True, help="Block with a progress bar until the job ends; exit 0/3/4 by its outcome.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"job_id": ..., "status": ...}.')
 @click.pass_obj
 @handled
-def submit(obj: Context, bot_name: str, input_uri: str, output_uri: str, workers: int | None, job_id: str | None,
-           wait: bool, as_json: bool) -> None:
+def submit(obj: Context, bot_name: str, input_uri: str, output_uri: str, workers: int | None, concurrency: int | None,
+           job_id: str | None, incremental: bool, wait: bool, as_json: bool) -> None:
     """Run a bot over every matching file under an S3 prefix.
 
     \b
-    Example:
+    Examples:
       spotbot submit --bot doc_ocr --input s3://spotbot-demo/docs/ --output s3://spotbot-demo/out/ --bots 2 --wait
+      spotbot submit --bot doc_ocr --input s3://spotbot-demo/docs/ --output s3://spotbot-demo/out/ --incremental --wait
     """
     scheduler = obj.scheduler()
     quiet = as_json
@@ -85,9 +122,12 @@ def submit(obj: Context, bot_name: str, input_uri: str, output_uri: str, workers
         if not quiet:
             click.echo(f"\rrecorded {total} file(s)", err=True, nl=False)
 
-    job = scheduler.submit(bot_name, input_uri, output_uri, workers=workers, job_id=job_id, on_scan=scanned)
+    job = scheduler.submit(bot_name, input_uri, output_uri, workers=workers, job_id=job_id, concurrency=concurrency,
+                           incremental=incremental, on_scan=scanned)
     if not quiet:
-        click.echo(f"\njob {job.job_id}: {job.total} file(s), {job.status.value}", err=True)
+        skipped = obj.store.jobs.counts(job.job_id).get(FileStatus.SKIPPED.value, 0) if job.incremental else 0
+        reused = f" ({skipped} SKIPPED: unchanged since an earlier result)" if job.incremental else ""
+        click.echo(f"\njob {job.job_id}: {job.total} file(s){reused}, {job.status.value}", err=True)
     if wait and not job.status.terminal:
         job = _wait(obj, scheduler, job, show=not quiet)
     if as_json:
@@ -132,10 +172,13 @@ def status(obj: Context, job_id: str, watch: bool, as_json: bool) -> None:
         else:
             counts = " ".join(f"{k}={v}" for k, v in line["counts"].items())
             eta = f" eta {line['eta_seconds']}s" if line["eta_seconds"] is not None else ""
-            click.echo(f"{line['job_id']} {line['status']} total={line['total']} {counts} "
+            working = f" in_flight={line['in_flight']} claimed={line['claimed']}" if not JobStatus(line["status"]).terminal else ""
+            interrupted = f" interrupted={line['interrupted']}" if line["interrupted"] else ""
+            click.echo(f"{line['job_id']} {line['status']} total={line['total']} {counts}{working}{interrupted} "
                        f"rate={line['rate_per_second']}/s{eta}")
             if line["error"]:
                 click.echo(f"error: {line['error']}")
+            click.echo(describe_cost(line["cost"]))
         if not watch or JobStatus(line["status"]).terminal:
             return
         time.sleep(obj.settings.poll_seconds)
@@ -177,16 +220,18 @@ def close(obj: Context, job_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("job_id")
-@click.option("--errors-only", is_flag=True, help="Re-run ERROR files only (default: ERROR and CANCELLED).")
+@click.option("--errors-only", is_flag=True, help="Re-run ERROR files only (default: every file that is not COMPLETED).")
 @click.option("--signature", help="Re-run only the ERROR files of this error group (as `spotbot errors JOB` shows it).")
 @click.option("--bots", "workers", type=click.IntRange(1, 1024), help="How many workers (default: as the job had).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Files each worker works at once (default: as the job had).")
 @click.option("--wait", is_flag=True, help="Block until the job ends again; exit 0/3/4 by its outcome.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 @handled
-def retry(obj: Context, job_id: str, errors_only: bool, signature: str | None, workers: int | None, wait: bool,
-          as_json: bool) -> None:
-    """Run an ended job's failed (and cancelled) files again, in the same job.
+def retry(obj: Context, job_id: str, errors_only: bool, signature: str | None, workers: int | None,
+          concurrency: int | None, wait: bool, as_json: bool) -> None:
+    """Run an ended job's files again, in the same job: every file not COMPLETED (ERROR, CANCELLED, and those a
+    FAILED job never worked), or with --errors-only its ERROR files.
 
     \b
     Examples:
@@ -194,7 +239,8 @@ def retry(obj: Context, job_id: str, errors_only: bool, signature: str | None, w
       spotbot retry JOB --signature 'ValueError: cannot decode <path>'
     """
     scheduler = obj.scheduler()
-    job = scheduler.retry(job_id, errors_only=errors_only, workers=workers, signature=signature)
+    job = scheduler.retry(job_id, errors_only=errors_only, workers=workers, concurrency=concurrency,
+                          signature=signature)
     if wait and not job.status.terminal:
         job = _wait(obj, scheduler, job, show=not as_json)
     if as_json:
@@ -229,7 +275,7 @@ def supervise(obj: Context, job_id: str | None) -> None:
     click.echo("no running job left")
 
 
-RESULT_FIELDS = ["file_key", "status", "output_uri", "labels", "error", "attempts"]
+RESULT_FIELDS = ["file_key", "status", "output_uri", "labels", "error", "attempts", "reused_from"]
 
 
 @main.command()
@@ -239,7 +285,9 @@ RESULT_FIELDS = ["file_key", "status", "output_uri", "labels", "error", "attempt
 @click.pass_obj
 @handled
 def results(obj: Context, job_id: str, status_filter: str | None, fmt: str) -> None:
-    """One row per file: file_key, status, output_uri, labels, error, attempts.
+    """One row per file: file_key, status, output_uri, labels, error, attempts, reused_from.
+
+    A SKIPPED file (an incremental job) names the job whose result it reuses (reused_from) and that result's output_uri.
 
     Example: spotbot results doc_ocr-20261121-1200-ab12 --status ERROR --format csv
     """
@@ -274,5 +322,6 @@ def jobs_list(obj: Context, as_json: bool) -> None:
         emit_json([{"job_id": j.job_id, "bot": j.bot, "status": j.status.value, "total": j.total,
                     "input": j.input_uri, "output": j.output_uri, "created_at": j.created_at} for j in found])
         return
+    click.echo(f"{'JOB':40} {'BOT':16} {'STATUS':22} {'FILES':>8}  INPUT")
     for job in found:
         click.echo(f"{job.job_id:40} {job.bot:16} {job.status.value:22} {job.total:>8}  {job.input_uri}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from ..errors import SpotbotError
@@ -41,24 +43,66 @@ def local_up(obj: Context, as_json: bool) -> None:
 @click.pass_obj
 @handled
 def local_down(obj: Context) -> None:
-    """Stop the embedded servers and the local endpoints; data stays under $SPOTBOT_HOME.
+    """Stop the embedded servers, and the workers and endpoints their jobs started here; data stays under $SPOTBOT_HOME.
 
-    Example: spotbot local down
+    Workers are stopped first (they give their chunks back while Elasticsearch still answers), so
+    `spotbot local up` and `spotbot submit --job-id JOB` (or `spotbot retry JOB`) later take the
+    jobs up where they were. Example: spotbot local down
     """
     stack = _local_stack(obj)
     status = stack.status()
     if status.get("es_running"):
-        from ..endpoints import EndpointManager
-
         try:
-            manager = EndpointManager(obj.settings, obj.store)
-            for endpoint, _ in manager.list():
-                if endpoint.backend in ("process", "docker"):  # the local ones; a SageMaker endpoint stays
-                    manager.backend(endpoint.backend).stop(endpoint)
+            stopped = stop_local_work(obj)
+            if stopped:
+                click.echo("stopped " + ", ".join(stopped), err=True)
         except SpotbotError as exc:
-            click.echo(f"warning: could not stop local endpoints: {exc}", err=True)
+            click.echo(f"warning: could not stop the local workers and endpoints: {exc}; `ps` shows them "
+                       "(python -m framework.bot, framework.endpoints.serving)", err=True)
     stack.down()
     click.echo("stopped")
+
+
+def stop_local_work(obj: Context, wait_seconds: float = 20.0) -> list[str]:
+    """Stop the live workers (process and docker launchers) of every job, then the local endpoints; says what it stopped."""
+    from ..endpoints import EndpointManager
+    from ..launchers import launcher
+    from ..models import WorkerState
+
+    live = (WorkerState.STARTING, WorkerState.RUNNING)
+    launchers: dict = {}
+    stopping = []
+    for job in obj.store.jobs.each():
+        for worker in job.workers.values():
+            if worker.state not in live or worker.backend not in ("process", "docker"):
+                continue  # ended, or an AWS Batch worker: not this machine's to stop
+            if worker.backend not in launchers:
+                launchers[worker.backend] = launcher(obj.settings, worker.backend)
+            if launchers[worker.backend].poll(worker)[0] in live:
+                launchers[worker.backend].stop(worker)
+                stopping.append(worker)
+    # a stopped worker lets its files in flight finish; asked again, it gives them back at once (uncharged)
+    # and releases its chunks, while Elasticsearch still answers
+    for patience in (2.0, wait_seconds):
+        deadline = time.monotonic() + patience
+        while any(launchers[w.backend].poll(w)[0] in live for w in stopping) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for worker in stopping:
+            if launchers[worker.backend].poll(worker)[0] in live:
+                launchers[worker.backend].stop(worker)
+    left = [w.id for w in stopping if launchers[w.backend].poll(w)[0] in live]
+    if left:
+        click.echo(f"warning: worker(s) {', '.join(left)} still running; they stop on their own once they lose "
+                   "Elasticsearch", err=True)
+    manager = EndpointManager(obj.settings, obj.store)
+    endpoints = 0
+    for endpoint, _ in manager.list():
+        if endpoint.backend in ("process", "docker"):  # the local ones; a SageMaker endpoint stays
+            manager.backend(endpoint.backend).stop(endpoint)
+            endpoints += 1
+    jobs = sorted({w.job_id for w in stopping})
+    said = [f"{len(stopping)} worker(s) of job(s) {', '.join(jobs)}"] if stopping else []
+    return said + ([f"{endpoints} endpoint(s)"] if endpoints else [])
 
 
 @local.command("status")

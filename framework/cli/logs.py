@@ -41,7 +41,11 @@ def logs(obj: Context, job_id: str, worker_id: str | None, follow: bool) -> None
             known = ", ".join(sorted(job.workers)) or "none yet"
             raise NotFound(f"job {job_id} has no worker {worker_id!r}; its workers: {known}", name=worker_id)
     if not workers:
-        click.echo(f"job {job_id} has no workers yet", err=True)
+        if job.status.terminal and job.error:
+            # it failed before any worker started (an endpoint that did not start): its reason holds that log's end
+            click.echo(f"job {job_id} ended {job.status.value} before any worker started:\n{job.error}")
+        else:
+            click.echo(f"job {job_id} has no workers yet", err=True)
         return
     if len(workers) == 1:
         for line in _lines(obj, workers[0], follow):

@@ -18,8 +18,10 @@ from .app import Context, handled, main
 @main.command()
 @click.option("--bot", "bot_name", help="Name of a registered bot (with --job-id of an existing job: taken from it).")
 @click.option("--input", "input_uri", help="s3://bucket/prefix to watch for new objects.")
-@click.option("--output", "output_uri", help="s3://bucket/prefix where results go (excluded from the watch).")
+@click.option("--output", "output_uri", help="s3://bucket/prefix where results go (not inside --input).")
 @click.option("--bots", "workers", type=click.IntRange(1, 1024), help="How many bot workers (default: SPOTBOT_WORKERS).")
+@click.option("--concurrency", type=click.IntRange(1, 256),
+              help="Files each worker works at once (default: SPOTBOT_CONCURRENCY).")
 @click.option("--job-id", help="Choose the job id; an existing watch job's id resumes it from its stored mark.")
 @click.option("--interval", type=click.FloatRange(0.1, 300), help="Seconds between looks (default: SPOTBOT_WATCH_INTERVAL).")
 @click.option("--sweep", "sweep_seconds", type=click.FloatRange(0, 86400),
@@ -27,18 +29,22 @@ from .app import Context, handled, main
                    "(default: SPOTBOT_WATCH_SWEEP_SECONDS).")
 @click.option("--sqs-queue-url", help="Hear of new objects from S3 event notifications on this SQS queue (AWS).")
 @click.option("--skip-existing", is_flag=True, help="Leave alone the objects already there when the job starts.")
+@click.option("--incremental", is_flag=True,
+              help="Skip the objects whose version has a COMPLETED result of this bot with the same model fingerprint "
+                   "(an earlier job's): they end SKIPPED, pointing at that result.")
 @click.option("--close-on-exit", is_flag=True, help="On Ctrl-C/SIGTERM close the job: it ends once its files are done.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per look that changed something, and one at the end.")
 @click.pass_obj
 @handled
 def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri: str | None, workers: int | None,
-          job_id: str | None, interval: float | None, sweep_seconds: float | None, sqs_queue_url: str | None,
-          skip_existing: bool, close_on_exit: bool, as_json: bool) -> None:
+          concurrency: int | None, job_id: str | None, interval: float | None, sweep_seconds: float | None, sqs_queue_url: str | None,
+          skip_existing: bool, incremental: bool, close_on_exit: bool, as_json: bool) -> None:
     """Record and process new objects of an S3 prefix as they appear, until Ctrl-C or SIGTERM.
 
     A long-running job: each look lists the keys after the job's high-water mark (kept on the job,
     so a restarted watcher resumes), a sweep re-lists the prefix for keys that sort below it, and
-    no object is ever recorded twice. The watcher also relaunches dead workers and endpoints.
+    no object is ever recorded twice; an object overwritten in place (a new ETag or version) is worked
+    again once a sweep (or an S3 event) sees it. The watcher also relaunches dead workers and endpoints.
     On Ctrl-C the job stays open (its workers finish what was recorded): resume it with
     `spotbot watch --job-id JOB`, end it with `spotbot close JOB`, or pass --close-on-exit.
 
@@ -46,6 +52,7 @@ def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri:
     Examples:
       spotbot watch --bot image_labeller --input s3://camera/uploads/ --output s3://camera/labels/ --bots 2
       spotbot watch --job-id image_labeller-20261201-120000-ab12          # resume after a stop
+      spotbot watch --bot image_labeller --input s3://camera/uploads/ --output s3://camera/labels/ --incremental
       spotbot watch --bot image_labeller --input s3://camera/uploads/ --output s3://camera/labels/ \\
           --sqs-queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/camera-uploads
     """
@@ -65,9 +72,10 @@ def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri:
     queue = EventQueue(sqs_queue_url, settings) if sqs_queue_url else None
     scheduler = obj.scheduler()
     watcher = Watcher.open(scheduler, bot_name, input_uri, output_uri, workers=workers, job_id=job_id,
+                           concurrency=concurrency,
                            interval=interval or settings.watch_interval,
                            sweep_seconds=settings.watch_sweep_seconds if sweep_seconds is None else sweep_seconds,
-                           queue=queue, skip_existing=skip_existing)
+                           queue=queue, skip_existing=skip_existing, incremental=incremental)
     stop = _stop_on_signals()
     say = (lambda text: None) if as_json else (lambda text: click.echo(text, err=True))
     say(f"watching {input_uri} for bot {bot_name}: job {watcher.job_id}"
@@ -76,7 +84,7 @@ def watch(obj: Context, bot_name: str | None, input_uri: str | None, output_uri:
 
     def report(look, job: Job) -> None:
         counts = scheduler.store.jobs.counts(job.job_id) if look.recorded or shown.get("busy") else shown.get("counts", {})
-        done = sum(counts.get(s, 0) for s in ("COMPLETED", "ERROR", "CANCELLED"))
+        done = sum(counts.get(s, 0) for s in ("COMPLETED", "ERROR", "CANCELLED", "SKIPPED"))
         shown["busy"] = done < sum(counts.values())  # keep counting while files are in the works
         if not look.recorded and counts == shown.get("counts"):
             return

@@ -27,6 +27,7 @@ from ..models import Endpoint, EndpointSpec, EndpointStatus
 from ..settings import Settings
 from .invoke import HttpInvoker
 from .process import free_port
+from .serving import batching_environment
 
 MODEL_DIR = "/opt/ml/model"
 
@@ -64,7 +65,8 @@ class DockerEndpoints(HttpInvoker):
             name=name,
             field="endpoint_ecr_image_path",
             command=["serve"],
-            environment={"SAGEMAKER_BIND_TO_PORT": str(port), "SPOTBOT_SERVE_HOST": "127.0.0.1"},
+            environment={"SAGEMAKER_BIND_TO_PORT": str(port), "SPOTBOT_SERVE_HOST": "127.0.0.1",
+                         **batching_environment(self.settings)},
             labels=self.engine.labels("endpoint", endpoint=spec.name, image=spec.image, port=str(port)),
             volumes={str(model_dir): {"bind": MODEL_DIR, "mode": "ro"}},
             init=True,

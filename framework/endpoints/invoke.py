@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import requests
+import requests.adapters
 
 from ..errors import EndpointError
 from ..models import Endpoint
@@ -12,7 +13,12 @@ from ..settings import Settings
 class HttpInvoker:
     def __init__(self, settings: Settings):
         self.timeout = settings.endpoint_timeout
+        # one session for all of a worker's threads (requests shares its pool safely for plain POSTs); as many
+        # kept connections as files in flight, so concurrent calls do not open and drop connections
         self.session = requests.Session()
+        pool = max(10, 2 * settings.concurrency)
+        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool))
+        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool))
 
     def invoke(self, endpoint: Endpoint, body: bytes, content_type: str, accept: str) -> bytes:
         """One POST /invocations. Unreachable, timeouts, 429 and 5xx raise a transient EndpointError."""

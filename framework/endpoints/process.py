@@ -16,6 +16,7 @@ from ..errors import EndpointError, UnsupportedReference
 from ..models import Endpoint, EndpointSpec, EndpointStatus
 from ..settings import Settings
 from .invoke import HttpInvoker
+from .serving import batching_environment
 
 SERVING_MODULE = "framework.endpoints.serving"
 
@@ -69,11 +70,17 @@ class ProcessEndpoints(HttpInvoker):
         self.check(spec.image)
         port = free_port()
         logs = self.settings.home / "logs" / "endpoints"
-        logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{spec.name}.log"
-        with open(log_path, "ab") as log:
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "ab")
+        except OSError as exc:
+            raise EndpointError(f"cannot start endpoint {spec.name!r}: its log {log_path}: {exc}", name=spec.name) from None
+        with log:
             process = subprocess.Popen(
                 [sys.executable, "-m", SERVING_MODULE, "--handler", spec.image, "--port", str(port), "--model-dir", str(model_dir)],
+                # this command's settings, which may not come from its environment (a test's, the API's)
+                env={**os.environ, **batching_environment(self.settings)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

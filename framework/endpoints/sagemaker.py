@@ -20,6 +20,7 @@ from .. import aws
 from ..errors import ConfigError, EndpointError, UnsupportedReference
 from ..models import Endpoint, EndpointSpec, EndpointStatus
 from ..settings import Settings
+from .serving import batching_environment
 
 log = logging.getLogger("spotbot.endpoints.sagemaker")
 
@@ -148,7 +149,8 @@ class SageMakerEndpoints:
         """
         name = spec.name
         self._delete_config_and_models(name, name, leftover=True)
-        container = {"Image": spec.image}
+        # spotbot's serving entry point reads these; another image ignores them
+        container = {"Image": spec.image, "Environment": batching_environment(self.settings)}
         if spec.model_s3_path:
             container["ModelDataUrl"] = spec.model_s3_path
         tags = [{"Key": "spotbot:endpoint", "Value": name}]

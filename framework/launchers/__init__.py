@@ -1,63 +1,32 @@
-"""Launchers start bot workers; one small protocol, one file per backend."""
+"""Launchers start bot workers; one small protocol (base.py), one file per back end.
+
+A back end is imported when it is first asked for, by name: the CLI does not pay for the Docker
+SDK or boto3's Batch client when it runs workers as processes. Back ends import base.py, never
+this package, so nothing here is held together by an import cycle.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+import importlib
 
 from ..errors import ConfigError
-from ..models import BotConfig, Worker, WorkerState
 from ..settings import Settings
+from .base import Launcher, WorkerSpec
 
-
-@dataclass
-class WorkerSpec:
-    """What a launcher needs to start one worker."""
-
-    job_id: str
-    bot: BotConfig
-    worker_id: str
-    batch_id: int
-    environment: dict[str, str] = field(default_factory=dict)
-
-
-class Launcher(Protocol):
-    """Optional hooks: `launch_many(specs) -> list[Worker]` starts a job's workers in one go (the
-    scheduler uses it when present: an AWS Batch array job), and `status_reason(worker) -> str`
-    says why a worker waits to start or why it ended (the supervisor records it on the job)."""
-
-    name: str
-
-    def check(self, bot: BotConfig) -> None:
-        """Raise UnsupportedReference when this launcher cannot run the bot's image."""
-
-    def launch(self, spec: WorkerSpec) -> Worker: ...
-
-    def poll(self, worker: Worker) -> tuple[WorkerState, int | None]:
-        """The worker's state now and, once it ended, its exit code (None when unknown)."""
-
-    def stop(self, worker: Worker) -> None: ...
-
-    def last_words(self, worker: Worker) -> str:
-        """The last line the worker logged (for the reason recorded on its job)."""
-
-    def logs(self, worker: Worker, *, follow: bool = False) -> Iterator[str]:
-        """The worker's output, line by line; with follow, keep going until the worker ends."""
+BACKENDS = {
+    "process": ("framework.launchers.process", "ProcessLauncher"),
+    "docker": ("framework.launchers.docker", "DockerLauncher"),
+    "batch": ("framework.launchers.batch", "BatchLauncher"),
+}
 
 
 def launcher(settings: Settings, name: str | None = None) -> Launcher:
     """The launcher SPOTBOT_LAUNCHER names, or the one called `name` (the backend a worker was started with)."""
     name = name or settings.launcher
-    if name == "process":
-        from .process import ProcessLauncher
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown launcher {name!r}; this version has: {', '.join(BACKENDS)}", field="SPOTBOT_LAUNCHER")
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)(settings)
 
-        return ProcessLauncher(settings)
-    if name == "docker":
-        from .docker import DockerLauncher
 
-        return DockerLauncher(settings)
-    if name == "batch":
-        from .batch import BatchLauncher
-
-        return BatchLauncher(settings)
-    raise ConfigError(f"unknown launcher {name!r}; this version has: process, docker, batch", field="SPOTBOT_LAUNCHER")
+__all__ = ["Launcher", "WorkerSpec", "launcher", "BACKENDS"]

@@ -28,7 +28,7 @@ from .. import aws
 from ..errors import ConfigError, LaunchError, UnsupportedReference
 from ..models import BotConfig, Worker, WorkerState, now_ms
 from ..settings import Settings, env_name
-from . import WorkerSpec
+from .base import WorkerSpec
 
 log = logging.getLogger("spotbot.launchers.batch")
 

@@ -27,7 +27,7 @@ from ..containers import ENDED, NOT_STARTED, Engine, exit_status, first_line, li
 from ..errors import ConfigError, LaunchError, UnsupportedReference
 from ..models import BotConfig, Worker, WorkerState
 from ..settings import Settings
-from . import WorkerSpec
+from .base import WorkerSpec
 
 # Inside a container the host's SPOTBOT_HOME means nothing; a worker needs a writable home only
 # for the scratch files of an endpoint restart, which it leaves to the supervisor anyway.

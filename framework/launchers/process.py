@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Iterator
 
 from ..endpoints.process import pid_alive, tail
-from ..errors import LaunchError, UnsupportedReference
+from ..errors import ConfigError, LaunchError, UnsupportedReference
 from ..models import BotConfig, Worker, WorkerState
 from ..settings import Settings
-from . import WorkerSpec
+from .base import WorkerSpec
 
 
 class ProcessLauncher:
@@ -38,10 +38,13 @@ class ProcessLauncher:
     def launch(self, spec: WorkerSpec) -> Worker:
         self.check(spec.bot)
         log_path = self._log_path(spec.job_id, spec.worker_id)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "framework.bot", spec.bot.bot_image.removeprefix("python:")]
-        command += shlex.split(spec.bot.bot_image_cmd or "")
         try:
+            command += shlex.split(spec.bot.bot_image_cmd or "")
+        except ValueError as exc:  # a registration from before bot_image_cmd was checked
+            raise ConfigError(f"cannot be split into a command: {exc}", field="bot_image_cmd") from None
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as log:
                 child = subprocess.Popen(
                     command,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, Contention, NotFound
 from ..models import BotConfig, seed_date
 from ..settings import hide_password
 from .documents import DocumentStore
@@ -31,7 +31,7 @@ class BotRegistry(DocumentStore):
                 return self.get(config.name), False
             except Conflict:
                 continue
-        raise RuntimeError(f"bot {config.name!r} kept changing under us; try again")
+        raise Contention(f"bot {config.name!r} kept changing under us; try again", name=config.name)
 
     def get(self, name: str) -> BotConfig:
         doc = self.engine.get(self._index, name)
@@ -40,8 +40,9 @@ class BotRegistry(DocumentStore):
         return BotConfig.model_validate(doc["_source"])
 
     def list(self) -> list[BotConfig]:
+        """Every registered bot, by name (page by page: none is left out)."""
         self.store.refresh("bots")
-        return [BotConfig.model_validate(h["_source"]) for h in self._search({"size": 1000, "sort": [{"name": "asc"}]})]
+        return [BotConfig.model_validate(h["_source"]) for h in self._all({"query": {"match_all": {}}}, [{"name": "asc"}])]
 
     def delete(self, name: str) -> None:
         if not self.engine.delete(self._index, name, refresh="wait_for"):

@@ -7,7 +7,7 @@ from typing import Any
 import elastic_transport
 import elasticsearch
 
-from .engines import Connection, translated
+from .connection import Connection, translated
 
 
 class ElasticsearchEngine:
@@ -26,7 +26,7 @@ class ElasticsearchEngine:
             options["verify_certs"] = False
             options["ssl_show_warn"] = False
         self.client = elasticsearch.Elasticsearch(
-            connection.address, request_timeout=connection.timeout, max_retries=3, retry_on_timeout=True,
+            connection.addresses, request_timeout=connection.timeout, max_retries=3, retry_on_timeout=True,
             retry_on_status=(429, 502, 503, 504), **options,
         )
         self.version = ""
@@ -46,9 +46,9 @@ class ElasticsearchEngine:
         with self._errors():
             return bool(self.client.indices.exists(index=index))
 
-    def create_index(self, index: str, mappings: dict) -> None:
+    def create_index(self, index: str, mappings: dict, settings: dict | None = None) -> None:
         with self._errors():
-            self.client.indices.create(index=index, mappings=mappings)
+            self.client.indices.create(index=index, mappings=mappings, settings=settings or None)
 
     def mapping(self, index: str) -> dict:
         with self._errors():
@@ -93,6 +93,10 @@ class ElasticsearchEngine:
     def mget(self, index: str, ids: list[str]) -> list[dict]:
         with self._errors():
             return list(self.client.mget(index=index, ids=ids)["docs"])
+
+    def mget_docs(self, docs: list[tuple[str, str]]) -> list[dict]:
+        with self._errors():
+            return list(self.client.mget(docs=[{"_index": index, "_id": doc_id} for index, doc_id in docs])["docs"])
 
     def search(self, index: str, body: dict) -> dict:
         with self._errors():

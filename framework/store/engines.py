@@ -5,66 +5,26 @@ Which one is chosen by what the server says it is at GET / (or SPOTBOT_ES_ENGINE
 call returns plain dicts and raises spotbot's errors: Conflict for a 409, StoreUnavailable
 for a connection failure, 429 or 5xx, StoreError otherwise. Nothing above this file knows
 which client it has.
+
+A Connection may name several nodes of one cluster (comma-separated URLs). Both clients then
+spread requests over them and, when one stops answering, mark it dead for a while and send the
+request to another (up to three retries per call); only when none answers does a call raise
+StoreUnavailable, which callers retry for SPOTBOT_RETRY_SECONDS.
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 import warnings
-from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 
-from ..errors import ConfigError, Conflict, StoreError, StoreUnavailable
+from ..errors import ConfigError, StoreUnavailable
+from .connection import Connection, translated, without_credentials
 
-
-def without_credentials(url: str) -> str:
-    """The URL without user and password: for connecting (credentials go apart) and for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-@dataclass
-class Connection:
-    """Where and how to connect, from Settings."""
-
-    url: str
-    engine: str = "auto"  # auto | elasticsearch | opensearch
-    username: str = ""
-    password: str = ""
-    api_key: str = ""
-    auth: str = ""  # "" (none, basic or api key) | sigv4
-    region: str = "us-east-1"
-    ca_certs: str = ""
-    verify_certs: bool = True
-    timeout: float = 30.0
-
-    @property
-    def address(self) -> str:
-        return without_credentials(self.url)
-
-    def basic_auth(self) -> tuple[str, str] | None:
-        parts = urlsplit(self.url)
-        if self.username:
-            return self.username, self.password
-        if parts.username:
-            return parts.username, parts.password or ""
-        return None
-
-    def sigv4(self):
-        """A requests auth signing with the boto3 session's credentials (refreshed when temporary)."""
-        import boto3
-        from requests_aws4auth import AWS4Auth
-
-        credentials = boto3.session.Session().get_credentials()
-        if credentials is None:
-            raise ConfigError("SigV4 needs AWS credentials, and the boto3 session found none", field="SPOTBOT_ES_AUTH")
-        return AWS4Auth(refreshable_credentials=credentials, region=self.region, service="es")
+__all__ = ["CLIENTS", "Connection", "Engine", "connect", "detect", "translated", "without_credentials"]
 
 
 class Engine(Protocol):
@@ -74,7 +34,7 @@ class Engine(Protocol):
 
     def info(self) -> dict: ...
     def index_exists(self, index: str) -> bool: ...
-    def create_index(self, index: str, mappings: dict) -> None: ...
+    def create_index(self, index: str, mappings: dict, settings: dict | None = None) -> None: ...
     def mapping(self, index: str) -> dict: ...
     def put_mapping(self, index: str, properties: dict, meta: dict) -> None: ...
     def delete_index(self, index: str) -> None: ...
@@ -86,8 +46,15 @@ class Engine(Protocol):
     def delete(self, index: str, doc_id: str, refresh: str | None = None) -> bool: ...
     def bulk(self, operations: list[dict]) -> dict: ...
     def mget(self, index: str, ids: list[str]) -> list[dict]: ...
+    def mget_docs(self, docs: list[tuple[str, str]]) -> list[dict]: ...  # (index, id) pairs, across indices
     def search(self, index: str, body: dict) -> dict: ...
     def count(self, index: str, query: dict) -> int: ...
+
+
+CLIENTS = {
+    "elasticsearch": ("framework.store.elastic", "ElasticsearchEngine"),
+    "opensearch": ("framework.store.opensearch", "OpenSearchEngine"),
+}
 
 
 def detect(connection: Connection) -> str:
@@ -100,59 +67,46 @@ def detect(connection: Connection) -> str:
         return "opensearch"  # Amazon OpenSearch Service, whatever version its domain runs
     auth: Any = connection.basic_auth()
     headers = {"Authorization": f"ApiKey {connection.api_key}"} if connection.api_key else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            answer = requests.get(connection.address + "/", auth=auth, headers=headers, timeout=connection.timeout,
-                                  verify=(connection.ca_certs or True) if connection.verify_certs else False)
-    except requests.RequestException as exc:
-        raise StoreUnavailable(
-            f"cannot reach Elasticsearch at {connection.address} ({type(exc).__name__}); "
-            "is it running? (`spotbot local up` starts the embedded one)", url=connection.address,
-        ) from None
-    if answer.status_code in (401, 403):
-        raise ConfigError(f"Elasticsearch at {connection.address} refused the credentials ({answer.status_code})",
-                          field="SPOTBOT_ES_URL")
-    try:
-        version = answer.json()["version"]
-    except (ValueError, KeyError):
-        raise StoreUnavailable(f"{connection.address} does not answer like Elasticsearch or OpenSearch "
-                               f"(HTTP {answer.status_code})", url=connection.address) from None
-    if version.get("distribution") == "opensearch" or int(str(version.get("number", "0")).split(".")[0]) < 8:
-        return "opensearch"
-    return "elasticsearch"
+    failure: StoreUnavailable | None = None
+    for address in connection.addresses:  # the first node that answers speaks for the cluster
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                answer = requests.get(address + "/", auth=auth, headers=headers, timeout=connection.timeout,
+                                      verify=(connection.ca_certs or True) if connection.verify_certs else False)
+        except requests.RequestException as exc:
+            failure = StoreUnavailable(
+                f"cannot reach Elasticsearch at {connection.address} ({type(exc).__name__}); "
+                "is it running? (`spotbot local up` starts the embedded one)", url=connection.address,
+            )
+            continue
+        if answer.status_code in (401, 403):
+            raise ConfigError(f"Elasticsearch at {address} refused the credentials ({answer.status_code})",
+                              field="SPOTBOT_ES_URL")
+        try:
+            version = answer.json()["version"]
+        except (ValueError, KeyError):
+            failure = StoreUnavailable(f"{address} does not answer like Elasticsearch or OpenSearch "
+                                       f"(HTTP {answer.status_code})", url=address)
+            continue
+        if version.get("distribution") == "opensearch" or int(str(version.get("number", "0")).split(".")[0]) < 8:
+            return "opensearch"
+        return "elasticsearch"
+    assert failure is not None  # connect() refuses a connection without URLs
+    raise failure
 
 
 def connect(connection: Connection) -> Engine:
-    if not connection.url.startswith(("http://", "https://")) or not urlsplit(connection.url).hostname:
-        raise ConfigError(f"{connection.address or connection.url!r} is not an http(s):// URL", field="SPOTBOT_ES_URL")
+    if not connection.urls:
+        raise ConfigError("no Elasticsearch URL given", field="SPOTBOT_ES_URL")
+    for url in connection.urls:
+        if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+            raise ConfigError(f"{without_credentials(url) or url!r} is not an http(s):// URL", field="SPOTBOT_ES_URL")
+    if len({urlsplit(url).scheme for url in connection.urls}) > 1:
+        raise ConfigError(f"the nodes {connection.address} mix http:// and https://; one cluster speaks one of them",
+                          field="SPOTBOT_ES_URL")
     if not connection.verify_certs:
         warnings.warn(f"TLS certificates of {connection.address} are not verified (SPOTBOT_ES_VERIFY_CERTS=false)",
                       stacklevel=2)
-    if detect(connection) == "opensearch":
-        from .opensearch import OpenSearchEngine
-
-        return OpenSearchEngine(connection)
-    from .elastic import ElasticsearchEngine
-
-    return ElasticsearchEngine(connection)
-
-
-@contextlib.contextmanager
-def translated(address: str, conflict: type, not_found: type, connection_errors: tuple, api_error: type,
-               status_of) -> Iterator[None]:
-    """Map one client's exceptions to spotbot's."""
-    try:
-        yield
-    except conflict:
-        raise Conflict("the document changed since it was read (409)") from None
-    except connection_errors as exc:
-        raise StoreUnavailable(
-            f"cannot reach Elasticsearch at {address} ({type(exc).__name__}); "
-            "is it running? (`spotbot local up` starts the embedded one)", url=address,
-        ) from None
-    except api_error as exc:
-        status = status_of(exc)
-        if status == 429 or (isinstance(status, int) and status >= 500):
-            raise StoreUnavailable(f"Elasticsearch at {address} answered {status}: {exc}", url=address) from None
-        raise StoreError(f"Elasticsearch at {address} refused the request ({status}): {exc}", status=status) from None
+    module, cls = CLIENTS[detect(connection)]  # imported when first needed: the CLI pays for one client only
+    return getattr(importlib.import_module(module), cls)(connection)

@@ -6,7 +6,7 @@ from typing import Any
 
 import opensearchpy
 
-from .engines import Connection, translated
+from .connection import Connection, translated
 
 
 class OpenSearchEngine:
@@ -30,7 +30,7 @@ class OpenSearchEngine:
             if connection.ca_certs:
                 options["ca_certs"] = connection.ca_certs
         self.client = opensearchpy.OpenSearch(
-            hosts=[connection.address], timeout=connection.timeout, max_retries=3, retry_on_timeout=True,
+            hosts=connection.addresses, timeout=connection.timeout, max_retries=3, retry_on_timeout=True,
             retry_on_status=(429, 502, 503, 504), **options,
         )
         self.version = ""
@@ -50,9 +50,12 @@ class OpenSearchEngine:
         with self._errors():
             return bool(self.client.indices.exists(index=index))
 
-    def create_index(self, index: str, mappings: dict) -> None:
+    def create_index(self, index: str, mappings: dict, settings: dict | None = None) -> None:
+        body: dict[str, Any] = {"mappings": mappings}
+        if settings:
+            body["settings"] = settings
         with self._errors():
-            self.client.indices.create(index=index, body={"mappings": mappings})
+            self.client.indices.create(index=index, body=body)
 
     def mapping(self, index: str) -> dict:
         with self._errors():
@@ -102,6 +105,10 @@ class OpenSearchEngine:
     def mget(self, index: str, ids: list[str]) -> list[dict]:
         with self._errors():
             return self.client.mget(index=index, body={"ids": ids})["docs"]
+
+    def mget_docs(self, docs: list[tuple[str, str]]) -> list[dict]:
+        with self._errors():
+            return self.client.mget(body={"docs": [{"_index": index, "_id": doc_id} for index, doc_id in docs]})["docs"]
 
     def search(self, index: str, body: dict) -> dict:
         body = dict(body)

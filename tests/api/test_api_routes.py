@@ -148,7 +148,7 @@ def test_bad_submissions_name_the_field_and_store_no_job(api, storage, bucket):
         ({**good, "bot": "nobody"}, 404, None, "no bot named 'nobody'"),
         ({**good, "input": "bucket/in"}, 422, "input", "input: 'bucket/in' is not an S3 URI"),
         ({**good, "input": "s3://no-such-bucket-here/in/"}, 422, "input", "bucket 'no-such-bucket-here' does not exist"),
-        ({**good, "output": good["input"]}, 422, "output", "output: must differ from input"),
+        ({**good, "output": good["input"]}, 422, "output", "overlaps the input"),
         ({**good, "job_id": "../etc"}, 422, "job_id", "job_id:"),
         ({**good, "workers": 0}, 422, "workers", "workers:"),
         ({**good, "colour": "red"}, 422, "colour", "is not a field"),

@@ -17,7 +17,7 @@ import pytest
 from conftest import cli_env, spotbot, upload
 from pydantic import SecretStr
 
-from framework.bot import WorkerEnv
+from framework.worker import WorkerEnv
 from framework.errors import ConfigError, LaunchError, UnsupportedReference
 from framework.launchers import WorkerSpec
 from framework.launchers.batch import BatchLauncher

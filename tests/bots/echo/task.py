@@ -1,8 +1,9 @@
 """A test bot whose behaviour each input file chooses by its first word.
 
 RAISE -> main_task raises; SLOW <seconds> -> sleeps first; EXIT -> the worker process dies;
-BADRESULT -> returns something that cannot be serialized. Anything else is echoed through
-the endpoint. Every call is appended to $ECHO_CALLS_LOG (if set) so tests can count calls.
+BADRESULT -> returns something that cannot be serialized; LONGLABEL <n> -> a label of n bytes.
+Anything else is echoed through the endpoint. Every call is appended to $ECHO_CALLS_LOG (if set) so tests can count calls, and
+its span (start and end, epoch seconds) to $ECHO_SPANS_LOG (if set) so tests can see overlaps.
 """
 
 import json
@@ -13,6 +14,17 @@ from framework import bot
 
 
 def main_task(file_name):
+    started = time.time()
+    try:
+        return _echo(file_name)
+    finally:
+        spans = os.environ.get("ECHO_SPANS_LOG")
+        if spans:
+            with open(spans, "a") as log:
+                log.write(json.dumps({"key": file_name, "start": started, "end": time.time()}) + "\n")
+
+
+def _echo(file_name):
     text = bot.read_input(file_name).decode("utf-8", "replace")
     log = os.environ.get("ECHO_CALLS_LOG")
     if log:
@@ -25,6 +37,8 @@ def main_task(file_name):
         os._exit(17)
     if word == "BADRESULT":
         return {"not json": {1, 2, 3}}
+    if word == "LONGLABEL":
+        return {"key": file_name, "labels": ["x" * int(rest.split()[0])]}
     if word == "SLOW":
         time.sleep(float(rest.split()[0]))
     answer = json.loads(bot.invoke_endpoint({"text": text}))
