@@ -121,7 +121,7 @@ def load(store: Store, job_id: str, files: int) -> float:
                       done_at=now - (files - first) if done else None)
         ops += [{"index": {"_index": store.index("chunks"), "_id": chunk.chunk_id}}, chunk.model_dump(mode="json")]
         for doc_id, task in docs:
-            ops += [{"index": {"_index": store.index("files"), "_id": doc_id}}, task.model_dump(mode="json")]
+            ops += [{"index": {"_index": store.file_index(doc_id), "_id": doc_id}}, task.model_dump(mode="json")]
         if len(ops) >= 2 * BULK:
             flush()
             print(f"\rloaded {min(files, first + CHUNK)} files", end="", file=sys.stderr)

@@ -523,7 +523,8 @@ class Scheduler:
             return job
         current = self.store.jobs.get(job_id)
         job = self.store.jobs.retry(job_id, reopened=reopened, statuses=statuses, chunks=current.chunks,
-                                    workers=count, concurrency=concurrency or current.concurrency)
+                                    workers=count, concurrency=concurrency or current.concurrency,
+                                    signature=signature)
         return self._start(job, bot, count)
 
     def _reopen(self, job_id: str, claims: list[Claim], workers: int, chunk_status: dict[str, ChunkStatus]) -> int:

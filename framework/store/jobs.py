@@ -117,7 +117,7 @@ class JobStore(DocumentStore):
         return self.change(job_id, closed)
 
     def retry(self, job_id: str, *, reopened: int, statuses: list[str], chunks: int, workers: int,
-              concurrency: int) -> Job:
+              concurrency: int, signature: str | None = None) -> Job:
         """An ended job runs again: RUNNING, its counts taken afresh from its chunks."""
         def rerun(job: Job) -> Job | None:
             if not job.status.terminal:
@@ -125,7 +125,8 @@ class JobStore(DocumentStore):
                                  job_id=job_id)
             job.status, job.finished_at, job.counts, job.error = JobStatus.RUNNING, None, {}, ""
             job.retries, job.chunks, job.workers_requested, job.concurrency = job.retries + 1, chunks, workers, concurrency
-            job.note(f"retry {job.retries}: {reopened} file(s) re-opened ({', '.join(statuses)})")
+            group = f", error {signature!r}" if signature is not None else ""
+            job.note(f"retry {job.retries}: {reopened} file(s) re-opened ({', '.join(statuses)}{group})")
             return job
 
         return self.change(job_id, rerun)

@@ -2,12 +2,14 @@
 
 Everything here is an aggregation or one page of a search, so it costs the same for a job of
 a hundred files and one of a million: nothing reads every file. Nothing here writes, and
-nothing refreshes an index first (a summary a second old is fine; the writers' verbs live in
+reports refresh what they read at most once a second (a summary a second old is fine; the writers' verbs live in
 files.py, chunks.py and jobs.py). A job's counts per status are not here: they are
 `store.jobs.counts(job_id)`, the one place that knows where they come from.
 """
 
 from __future__ import annotations
+
+import time
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -71,13 +73,23 @@ def _value(agg: dict | None) -> float | None:
     return None if value is None else float(value)
 
 
+REFRESH_SECONDS = 1.0
+
+
 class Reports:
     def __init__(self, store: "Store"):
         self.store = store
         self.engine = store.engine
+        self._refreshed: dict[str, float] = {}
 
     def _search(self, kind: str, body: dict) -> dict:
-        return self.engine.search(self.store.index(kind), body)
+        # Workers write without refreshing, and a job's end no longer searches its files; so a report
+        # refreshes what it reads, at most once a second (cheap on a real node when nothing changed),
+        # and a report made right after a job ended sees its last files.
+        if time.monotonic() - self._refreshed.get(kind, 0.0) >= REFRESH_SECONDS:
+            self.store.refresh(kind)
+            self._refreshed[kind] = time.monotonic()
+        return self.engine.search(self.store.target(kind), body)
 
     # --- errors ---------------------------------------------------------------------------------
 
@@ -147,7 +159,7 @@ class Reports:
 
     def file(self, job_id: str, file_id: str) -> FileTask | None:
         """One file of the job, read by id (current, with its output); None when the id is not the job's."""
-        doc = self.engine.get(self.store.index("files"), file_id)
+        doc = self.engine.get(self.store.file_index(file_id), file_id)
         if doc is None:
             return None
         task = FileTask.model_validate(doc["_source"])
