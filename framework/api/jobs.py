@@ -39,8 +39,9 @@ class JobSubmission(BaseModel):
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    errors_only: bool = Field(False, description="re-run ERROR files only (default: ERROR and CANCELLED)")
+    errors_only: bool = Field(False, description="re-run ERROR files only (default: every file not COMPLETED)")
     workers: int | None = Field(None, ge=1, le=1024, description="bot workers (default: as the job had)")
+    concurrency: int | None = Field(None, ge=1, le=256, description="files each worker works at once (default: as the job had)")
     signature: str | None = Field(None, min_length=1, max_length=1000,
                                   description="re-run only the ERROR files of this error group (GET /jobs/{job_id}/errors)")
 
@@ -203,7 +204,7 @@ def retry(request: RetryRequest | None = None, job_id: str = JobId, state: Api =
 
     def run() -> None:
         again = state.scheduler.retry(job_id, errors_only=request.errors_only, workers=request.workers,
-                                      signature=request.signature)
+                                      concurrency=request.concurrency, signature=request.signature)
         if not again.status.terminal:
             state.background.supervise(job_id)
 
