@@ -431,7 +431,7 @@ class Scheduler:
         """The seed's worker contract (region_name, endpoint_name, ...) plus our settings."""
         es = urlsplit(self.settings.require_es())
         dest = parse_uri(job.output_uri, field="output")
-        env = self.settings.environment()
+        env = self.settings.worker_environment()
         env.update({
             "region_name": self.settings.region,
             "endpoint_name": ",".join(spec.name for spec in bot.endpoints()),

@@ -7,7 +7,6 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
@@ -199,9 +198,22 @@ class Settings(BaseModel):
         return self.es_url.split(",")
 
     def environment(self) -> dict[str, str]:
-        """These settings as SPOTBOT_* variables, secrets included: for a worker's environment only."""
+        """Every setting as SPOTBOT_* variables, secrets included: for running the spotbot command itself.
+
+        A worker gets worker_environment(), never this.
+        """
+        return self._variables(type(self).model_fields)
+
+    def worker_environment(self) -> dict[str, str]:
+        """The SPOTBOT_* variables a bot worker uses and nothing more: its store and S3, how it works its files, how
+        it starts an endpoint again. With SigV4 (Amazon OpenSearch Service) no Elasticsearch secret goes: the role
+        signs. The API's token and settings, and the launchers' own, never go."""
+        names = [name for name in WORKER_SETTINGS if not (self.es_auth == "sigv4" and name in ES_SECRETS)]
+        return self._variables(names)
+
+    def _variables(self, names) -> dict[str, str]:
         env = {}
-        for name in type(self).model_fields:
+        for name in names:
             value = getattr(self, name)
             if value is None or value == "":
                 continue
@@ -226,14 +238,38 @@ class Settings(BaseModel):
 
 
 def hide_password(url: str) -> str:
-    """A URL (or comma-separated URLs) for display: a password in it becomes ***."""
+    """A URL (or comma-separated URLs) for display or storage: a password in it becomes ***.
+
+    Whatever its form: with a scheme (`https://user:pass@host`) or without (`user:pass@host:443`, the
+    seed's es_url), and with characters a URL parser stops at (`user:pa/ss@host`): everything before
+    the last '@' is the user part, so no piece of a password is left behind.
+    """
     if "," in url:
         return ",".join(hide_password(one) for one in url.split(","))
-    parts = urlsplit(url)
-    if not parts.password:
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***@{host}" if colon else f"{user}@{host}"
+    return f"{scheme}://{shown}" if separator else shown
+
+
+# What a worker reads (framework/worker.py, spot.py, store/, storage.py, aws.py, endpoints/): its store, its S3,
+# how it works its files, and what it needs to start again an endpoint that stopped answering.
+WORKER_SETTINGS = (
+    "home", "es_url", "es_engine", "es_username", "es_password", "es_api_key", "es_auth", "es_ca_certs",
+    "es_verify_certs", "es_replicas", "index_prefix", "file_indices", "s3_endpoint_url", "s3_access_key",
+    "s3_secret_key", "region", "s3_data_client", "launcher", "endpoint_backend", "max_attempts", "lease_seconds",
+    "poll_seconds", "concurrency", "max_inflight_bytes", "task_batch_size", "stop_grace_seconds", "spot_notice",
+    "spot_notice_seconds", "imds_url", "record_results", "flush_files", "flush_seconds", "endpoint_timeout",
+    "retry_seconds", "endpoint_start_timeout", "max_batch_size", "max_batch_delay_ms", "docker_endpoint_cpus",
+    "docker_endpoint_memory", "docker_keep", "sagemaker_role_arn", "sagemaker_instance_count", "sagemaker_variant",
+    "sagemaker_start_timeout", "aws_endpoint_urls",
+)
+ES_SECRETS = ("es_username", "es_password", "es_api_key")
 
 
 def env_name(field: str) -> str:

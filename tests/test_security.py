@@ -6,6 +6,8 @@ import json
 
 from conftest import cli_env, register_echo, spotbot, submit, upload
 
+from framework.settings import Settings, hide_password
+
 ES_PASSWORD = "pa55-WORD-never-shown"
 S3_SECRET = "s3-SECRET-never-shown"
 
@@ -42,3 +44,48 @@ def test_settings_redact_every_secret(settings):
 
     shown = settings.model_copy(update={"s3_secret_key": SecretStr(S3_SECRET)}).redacted()
     assert S3_SECRET not in json.dumps(shown, default=str)
+
+
+API_TOKEN = "api-TOKEN-for-the-server-only"
+
+
+def test_a_worker_gets_the_settings_it_uses_and_never_the_api_token(settings, store, storage, bucket):
+    # Given an environment holding the API's token, a launcher setting and a variable of the user's own
+    register_echo(settings)
+    upload(storage, bucket, {"in/env.txt": "ENV"})
+    env = cli_env(settings, SPOTBOT_API_TOKEN=API_TOKEN, SPOTBOT_API_ALLOW_NO_AUTH="true",
+                  SPOTBOT_DOCKER_MOUNTS="/nonexistent:/x", SPOTBOT_WATCH_INTERVAL="7", ECHO_INHERITED="kept")
+
+    # When a job's process worker reports what it was given
+    code, job, stderr = submit(settings, bucket, env=env)
+    assert code == 0, stderr
+    seen = json.loads(storage.read(bucket, "out/in/env.txt.json"))
+
+    # Then it holds its store, S3 and how to work, the user's own variable, and nothing of the API or the launchers
+    names = set(seen["spotbot"])
+    assert {"SPOTBOT_ES_URL", "SPOTBOT_S3_ENDPOINT_URL", "SPOTBOT_CONCURRENCY", "SPOTBOT_LEASE_SECONDS"} <= names
+    assert not {n for n in names if n.startswith("SPOTBOT_API_")}, names
+    assert "SPOTBOT_DOCKER_MOUNTS" not in names and "SPOTBOT_WATCH_INTERVAL" not in names
+    assert seen["inherited"] == "kept"
+
+
+def test_sigv4_workers_get_no_elasticsearch_secret():
+    on_aws = Settings.from_env({}, es_url="https://search.example.com", es_auth="sigv4", es_password="never-sent",
+                               api_token=API_TOKEN)
+    names = set(on_aws.worker_environment())
+    assert "SPOTBOT_ES_PASSWORD" not in names and "SPOTBOT_API_TOKEN" not in names and "SPOTBOT_ES_URL" in names
+    assert API_TOKEN not in json.dumps(on_aws.worker_environment())
+
+
+def test_credentials_in_an_es_url_are_hidden_whatever_its_form(settings, store):
+    for url, shown in [("https://elastic:pa55@es.example.com:443", "https://elastic:***@es.example.com:443"),
+                       ("elastic:pa55@search-x.us-east-1.es.amazonaws.com", "elastic:***@search-x.us-east-1.es.amazonaws.com"),
+                       ("elastic:pa/5@5@es:9200", "elastic:***@es:9200"),
+                       ("https://es.example.com", "https://es.example.com")]:
+        assert hide_password(url) == shown
+    # a bot registered with the seed's scheme-less form keeps no password in its stored document
+    path = register_echo(settings, name="echo-creds", es_url="elastic:pa55-secret@search-x.us-east-1.es.amazonaws.com")
+    assert "pa55-secret" in path.read_text()
+    listed = spotbot(settings, "bots", "list", "--json")
+    assert "pa55-secret" not in listed.stdout and "echo-creds" in listed.stdout
+    assert "pa55-secret" not in json.dumps(store.bots.get("echo-creds").model_dump(mode="json"))

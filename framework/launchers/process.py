@@ -19,6 +19,16 @@ from ..settings import Settings
 from .base import WorkerSpec
 
 
+def inherited_environment() -> dict[str, str]:
+    """What a worker process keeps of the launching process's environment: all but its SPOTBOT_* variables.
+
+    The worker's settings come from its spec (Settings.worker_environment), so the launcher's others (the
+    API's token above all) never reach it. Other variables (PATH, the AWS credential chain, a task's own)
+    are kept: the worker runs as the user who started it.
+    """
+    return {name: value for name, value in os.environ.items() if not name.startswith("SPOTBOT_")}
+
+
 class ProcessLauncher:
     name = "process"
 
@@ -48,7 +58,7 @@ class ProcessLauncher:
             with open(log_path, "ab") as log:
                 child = subprocess.Popen(
                     command,
-                    env={**os.environ, **spec.environment},
+                    env={**inherited_environment(), **spec.environment},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

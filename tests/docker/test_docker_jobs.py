@@ -163,6 +163,9 @@ def test_killing_a_worker_container_mid_job_loses_nothing(settings, store, stora
     assert config["NetworkMode"] == "host" and config["NanoCpus"] == 500_000_000 and config["Memory"] == 2**30
     assert sorted((m["Destination"], m["RW"]) for m in victim.attrs["Mounts"]) == [("/calls", True), ("/opt/tests", False)]
     assert victim.attrs["Config"]["Env"].count("SPOTBOT_HOME=/tmp/spotbot") == 1
+    # and hold the settings a worker uses, none of the API's (its token above all) nor the launchers'
+    names = {entry.partition("=")[0] for entry in victim.attrs["Config"]["Env"]}
+    assert "SPOTBOT_ES_URL" in names and not {n for n in names if n.startswith(("SPOTBOT_API_", "SPOTBOT_DOCKER_MOUNTS"))}
 
     # When one worker container is killed mid-work
     victim.kill()

@@ -1,7 +1,7 @@
 """A test bot whose behaviour each input file chooses by its first word.
 
 RAISE -> main_task raises; SLOW <seconds> -> sleeps first; EXIT -> the worker process dies;
-BADRESULT -> returns something that cannot be serialized; LONGLABEL <n> -> a label of n bytes.
+BADRESULT -> returns something that cannot be serialized; ENV -> the names of its SPOTBOT_* variables; LONGLABEL <n> -> a label of n bytes.
 Anything else is echoed through the endpoint. Every call is appended to $ECHO_CALLS_LOG (if set) so tests can count calls, and
 its span (start and end, epoch seconds) to $ECHO_SPANS_LOG (if set) so tests can see overlaps.
 """
@@ -35,6 +35,9 @@ def _echo(file_name):
         raise ValueError(f"asked to fail by {file_name}")
     if word == "EXIT":
         os._exit(17)
+    if word == "ENV":
+        return {"key": file_name, "labels": ["env"], "spotbot": sorted(n for n in os.environ if n.startswith("SPOTBOT_")),
+                "inherited": os.environ.get("ECHO_INHERITED", "")}
     if word == "BADRESULT":
         return {"not json": {1, 2, 3}}
     if word == "LONGLABEL":
