@@ -71,6 +71,8 @@ class JobOut(BaseModel):
     created_at: int
     running_at: int | None = None
     finished_at: int | None = None
+    settling: str | None = Field(None, description="what the verb still does in the background: the state shown is "
+                                                   "the one before it; poll the Location header's URL")
 
 
 class JobSummary(BaseModel):
@@ -115,7 +117,9 @@ def current(state: Api, job_id: str) -> JobOut:
     for worker in job.workers.values():  # the job's record of its workers lags; ask the launcher, as `spotbot status` does
         if worker.state in (WorkerState.STARTING, WorkerState.RUNNING):
             worker.state, worker.exit_code = state.scheduler.launcher.poll(worker)
-    return job_out(job, None if job.status.terminal else state.store.jobs.counts(job_id))
+    # an ended job's counts are final once it is finalized; a job cancelled a moment ago has none yet
+    final = job.status.terminal and bool(job.counts)
+    return job_out(job, None if final else state.store.jobs.counts(job_id))
 
 
 @router.post("", response_model=JobOut, status_code=202,
@@ -202,15 +206,27 @@ def retry(request: RetryRequest | None = None, job_id: str = JobId, state: Api =
         raise NotFound(f"signature: job {job_id} has no ERROR file with this error signature; "
                        f"GET /jobs/{job_id}/errors lists them", field="signature")
 
+    done = threading.Event()
+
     def run() -> None:
-        again = state.scheduler.retry(job_id, errors_only=request.errors_only, workers=request.workers,
-                                      concurrency=request.concurrency, signature=request.signature)
+        try:
+            again = state.scheduler.retry(job_id, errors_only=request.errors_only, workers=request.workers,
+                                          concurrency=request.concurrency, signature=request.signature)
+        finally:
+            done.set()
         if not again.status.terminal:
             state.background.supervise(job_id)
 
     state.background.run(f"retrying {job_id}", run,
                          on_error=lambda exc: state.store.jobs.note(job_id, f"retry through the API failed: {exc}"))
-    return job_out(job)
+    # the answer shows the job running again when the files are re-opened within moments; a retry of many files
+    # goes on in the background, and the answer says so
+    done.wait(CANCEL_SHOWN_WITHIN)
+    shown = current(state, job_id)
+    if shown.status.terminal:
+        shown.settling = ("the retry re-opens the job's files in the background; the job shows RUNNING once it has "
+                          f"(GET /jobs/{job_id})")
+    return JSONResponse(shown.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{job_id}"})
 
 
 @router.post("/{job_id}/close", response_model=JobOut, responses=responses(404, 409, 422, 503))

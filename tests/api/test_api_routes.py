@@ -119,7 +119,11 @@ def test_a_job_is_cancelled_and_an_ended_one_retried(serve, storage, bucket):
     assert [row["file_key"] for row in failed] == ["in/b.txt"] and "asked to fail" in failed[0]["error"]
 
     # When it is retried, its failed file is worked again (and fails again), in the same job
-    assert api.post("/jobs/api-retry/retry", json={"errors_only": True}).status_code == 202
+    retried = api.post("/jobs/api-retry/retry", json={"errors_only": True})
+    # the answer shows the state the retry left (RUNNING, its file open again), or says it is still settling
+    assert retried.status_code == 202 and retried.headers["Location"] == "/jobs/api-retry"
+    shown = retried.json()
+    assert (shown["status"] == "RUNNING" and shown["settling"] is None) or "background" in shown["settling"], shown
     wait_for(lambda: any("retry 1" in e for e in api.get("/jobs/api-retry").json()["events"]), 60, "the retry to start")
     job = ended(api, "api-retry")
     assert job["status"] == "COMPLETED_WITH_ERRORS" and job["total"] == 2 and job["counts"]["ERROR"] == 1
@@ -134,6 +138,7 @@ def test_a_job_is_cancelled_and_an_ended_one_retried(serve, storage, bucket):
     # When it is cancelled, it shows CANCELLED in the answer, and ends with no file left open
     cancelled = api.post("/jobs/api-cancel/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLED"
+    assert sum(cancelled.json()["counts"].values()) == 2, cancelled.json()  # its files' counts, not {}
     wait_for(lambda: api.get("/jobs/api-cancel").json()["counts"].get("CANCELLED", 0)
              + api.get("/jobs/api-cancel").json()["counts"].get("COMPLETED", 0) == 2, 90, "the cancel to drain")
     again = api.post("/jobs/api-cancel/cancel")
