@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
@@ -23,30 +22,14 @@ from ..scheduler import Scheduler
 from ..settings import Settings
 from ..storage import Storage
 from ..store import Store
-from . import errors
+from . import bots, dashboard, endpoints, error_groups, errors, images, jobs, metrics
 from .auth import TokenCheck, check_auth
 from .background import Background
 from .fetch import ImageFetcher
 from .labelling import ImageLabelling
+from .state import Api
 
 log = logging.getLogger("spotbot.api")
-
-
-@dataclass
-class Api:
-    """What the routes work with, built once per server."""
-
-    settings: Settings
-    store: Store
-    storage: Storage
-    scheduler: Scheduler
-    background: Background
-    labelling: ImageLabelling
-
-
-def api(request: Request) -> Api:
-    """A route's dependency: the server's Api."""
-    return request.app.state.api
 
 
 class Health(BaseModel):
@@ -92,8 +75,6 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", services: Api | N
 
     check = TokenCheck(settings)
     protected = [Depends(check)]
-
-    from . import bots, dashboard, endpoints, error_groups, images, jobs, metrics
 
     for router in (bots.router, jobs.router, error_groups.router, endpoints.router, images.router):
         app.include_router(router, dependencies=protected)

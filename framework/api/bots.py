@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path as PathParam, Response
 
 from ..bot_config import resolve_references
 from ..models import NAME_PATTERN, BotConfig
-from .app import Api, api
+from .state import Api, api
 from .errors import responses
 
 router = APIRouter(prefix="/bots", tags=["bots"])

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ..endpoints import EndpointManager
 from ..models import Endpoint
-from .app import Api, api
+from .state import Api, api
 from .errors import responses
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])

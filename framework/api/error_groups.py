@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from .app import Api, api
+from .state import Api, api
 from .errors import responses
 from .jobs import JobId
 

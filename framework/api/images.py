@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageRefused
-from .app import Api, api
+from .state import Api, api
 from .errors import responses
 from .fetch import FetchedImage
 from .formats import EXTENSIONS, UPLOAD_TYPES, media_type, require_image

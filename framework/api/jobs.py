@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import NotFound, WrongState
 from ..models import JOB_ID_PATTERN, NAME_PATTERN, FileStatus, Job, JobStatus, WorkerState
-from .app import Api, api
+from .state import Api, api
 from .errors import responses
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

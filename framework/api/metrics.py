@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from .. import metrics
-from .app import Api
+from .state import Api
 from .auth import TokenCheck
 from .errors import responses
 

@@ -18,7 +18,7 @@ from ...endpoints import EndpointManager
 from ...errors import NotFound
 from ...launchers import launcher
 from ...models import JOB_ID_PATTERN, FileStatus, Job, now_ms
-from ..app import Api, api
+from ..state import Api, api
 from ..auth import CSRF_HEADER, SESSION_COOKIE, TokenCheck
 from . import views
 from .render import Renderer

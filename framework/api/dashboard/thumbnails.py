@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from ...errors import ImageRefused, NotFound
 from ...models import JOB_ID_PATTERN
-from ..app import Api, api
+from ..state import Api, api
 from .views import is_image
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
