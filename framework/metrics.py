@@ -16,6 +16,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from .costs import worker_seconds
 from .models import FileStatus, Job, JobStatus, WorkerState, now_ms
 from .store import Store
 
@@ -84,10 +85,17 @@ def collect(store: Store) -> list[Family]:
                      "Files the job's scan has recorded so far (its total once the scan is done).")
     workers = Family("spotbot_job_workers", "gauge", "Workers of a job per state, as the job records them.")
     started_at = Family("spotbot_job_start_time_seconds", "gauge", "When the job started running (Unix time).")
-    # issue 15 part 4 and 5 (the worker rewrite): spotbot_job_files_in_flight and spotbot_job_worker_seconds_total
-    # belong here, from the job's chunks and workers once they record them
+    in_flight = Family("spotbot_job_files_in_flight", "gauge", "Files of a job being worked now (0 once it ended).")
+    worker_time = Family("spotbot_job_worker_seconds_total", "counter",
+                         "Seconds its workers have run, over all of them (what the job costs, at a price per hour).")
     for job in shown_jobs(store.jobs.list()):
-        counts = job.counts if job.status.terminal and job.counts else store.jobs.counts(job.job_id)
+        working = 0
+        if job.status.terminal and job.counts:
+            counts = job.counts
+        else:
+            counts, working, _ = store.jobs.progress(job.job_id)
+        in_flight.add(working, job_id=job.job_id)
+        worker_time.add(round(sum(worker_seconds(worker) for worker in job.workers.values()), 3), job_id=job.job_id)
         info.add(1, job_id=job.job_id, bot=job.bot, status=job.status.value)
         for status in FileStatus:
             files.add(counts.get(status.value, 0), job_id=job.job_id, bot=job.bot, status=status.value)
@@ -122,4 +130,4 @@ def collect(store: Store) -> list[Family]:
 
     took = Family("spotbot_metrics_collect_seconds", "gauge", "How long reading these metrics from the store took.")
     took.add(round(time.monotonic() - started, 6))
-    return [jobs_by_status, info, files, scanned, workers, started_at, completed, failed, durations, endpoints, took]
+    return [jobs_by_status, info, files, scanned, workers, started_at, in_flight, worker_time, completed, failed, durations, endpoints, took]

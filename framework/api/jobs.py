@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..costs import job_cost
 from ..errors import NotFound, WrongState
 from ..models import JOB_ID_PATTERN, NAME_PATTERN, FileStatus, Job, JobStatus, WorkerState
 from .state import Api, api
@@ -71,6 +72,9 @@ class JobOut(BaseModel):
     created_at: int
     running_at: int | None = None
     finished_at: int | None = None
+    in_flight: int | None = Field(None, description="files being worked now (while the job runs)")
+    cost: dict | None = Field(None, description="worker_seconds, files_per_worker_hour and, with "
+                                               "SPOTBOT_COST_PER_WORKER_HOUR, cost, cost_per_1000_files, cost_at_end")
     settling: str | None = Field(None, description="what the verb still does in the background: the state shown is "
                                                    "the one before it; poll the Location header's URL")
 
@@ -118,8 +122,13 @@ def current(state: Api, job_id: str) -> JobOut:
         if worker.state in (WorkerState.STARTING, WorkerState.RUNNING):
             worker.state, worker.exit_code = state.scheduler.launcher.poll(worker)
     # an ended job's counts are final once it is finalized; a job cancelled a moment ago has none yet
-    final = job.status.terminal and bool(job.counts)
-    return job_out(job, None if final else state.store.jobs.counts(job_id))
+    in_flight = None
+    if job.status.terminal and job.counts:
+        counts = job.counts
+    else:
+        counts, in_flight, _ = state.store.jobs.progress(job_id)
+    return job_out(job, counts).model_copy(update={"in_flight": in_flight,
+                                                   "cost": job_cost(job, counts, state.settings)})
 
 
 @router.post("", response_model=JobOut, status_code=202,

@@ -59,6 +59,7 @@ def test_the_login_trades_the_token_for_a_cookie_that_needs_the_csrf_header_to_c
     for path in ("/dashboard", f"/dashboard/jobs/{job_id}", f"/dashboard/jobs/{job_id}/files", "/dashboard/workers",
                  "/dashboard/endpoints", "/dashboard/bots", "/metrics", f"/jobs/{job_id}"):
         assert api.get(path, auth=False, cookies=cookies).status_code == 200, path
+    assert "worker time" in api.get(f"/dashboard/jobs/{job_id}", auth=False, cookies=cookies).text  # what it cost
     # a change by cookie alone (what a cross-site form could send) is refused, with the header it goes through
     refused = api.post(f"/jobs/{job_id}/retry", auth=False, cookies=cookies, json={"errors_only": True})
     assert refused.status_code == 403 and CSRF_HEADER in refused.json()["message"]
@@ -150,6 +151,9 @@ def test_metrics_need_the_token_unless_public(serve, settings, store, storage, b
     assert f'spotbot_job_files{{job_id="{job_id}",bot="echo",status="COMPLETED"}} 4' in text
     assert 'spotbot_bot_files_failed_total{bot="echo"} 3' in text
     assert 'spotbot_file_processing_seconds_count{bot="echo"} 4' in text
+    assert f'spotbot_job_files_in_flight{{job_id="{job_id}"}} 0' in text
+    worked = re.search(rf'spotbot_job_worker_seconds_total{{job_id="{job_id}"}} ([0-9.]+)', text)
+    assert worked and float(worked.group(1)) > 0
     assert "in/ok0.txt" not in text  # no file names as labels
     public = serve(SPOTBOT_METRICS_PUBLIC="true")
     answer = public.get("/metrics", auth=False)

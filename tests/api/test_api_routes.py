@@ -79,6 +79,8 @@ def test_a_job_is_submitted_watched_and_its_results_read_page_by_page(api, stora
     wait_for(lambda: {w["state"] for w in api.get("/jobs/api-job-1").json()["workers"]} == {"EXITED"}, 60,
              "its two workers to be shown gone")
     assert len(api.get("/jobs/api-job-1").json()["workers"]) == 2
+    cost = api.get("/jobs/api-job-1").json()["cost"]  # what its workers' time was, per worker-hour of files
+    assert cost["worker_seconds"] > 0 and cost["files_per_worker_hour"] > 0
 
     # and its results come in key order, three at a time, each file once
     keys, after, pages = [], None, 0

@@ -14,6 +14,7 @@ import urllib.parse
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
+from ...costs import job_cost
 from ...endpoints import EndpointManager
 from ...errors import NotFound
 from ...launchers import launcher
@@ -37,8 +38,15 @@ def renderer(request: Request) -> Renderer:
 
 
 def _job_view(state: Api, job: Job) -> views.JobView:
-    counts = job.counts if job.status.terminal and job.counts else state.store.jobs.counts(job.job_id)
-    return views.job_view(job, counts)
+    in_flight = None
+    if job.status.terminal and job.counts:
+        counts = job.counts
+    else:
+        counts, in_flight, _ = state.store.jobs.progress(job.job_id)
+    view = views.job_view(job, counts)
+    spent = job_cost(job, counts, state.settings)
+    view.in_flight, view.worker_seconds, view.cost = in_flight, spent["worker_seconds"], spent.get("cost")
+    return view
 
 
 @router.get("", response_class=HTMLResponse)

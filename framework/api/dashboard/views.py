@@ -67,7 +67,7 @@ class JobView:
     rate: float  # files ended per second since the job started running
     eta_seconds: float | None
     workers_alive: int
-    # issue 15 parts 4 and 5, from the worker rewrite: shown where set, left None until the store records them
+    # files being worked now (while the job runs), worker time and, with SPOTBOT_COST_PER_WORKER_HOUR, its cost
     in_flight: int | None = None
     worker_seconds: float | None = None
     cost: float | None = None
