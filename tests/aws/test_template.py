@@ -62,7 +62,8 @@ def test_the_worker_role_reads_inputs_writes_outputs_invokes_named_endpoints_wri
     resources = template["Resources"]
     worker = statements(resources["WorkerRole"])
     granted = {s["Sid"]: (s["Action"], s["Resource"]) for s in worker}
-    assert granted["ReadInputs"] == ("s3:GetObject", {"Fn::Sub": "${InputBucket.Arn}/*"})
+    # GetObjectVersion: in a versioned bucket a worker reads exactly the version the scan recorded
+    assert granted["ReadInputs"] == (["s3:GetObject", "s3:GetObjectVersion"], {"Fn::Sub": "${InputBucket.Arn}/*"})
     assert granted["WriteOutputs"] == ("s3:PutObject", {"Fn::Sub": "${OutputBucket.Arn}/*"})
     assert set(granted) == {"ReadInputs", "WriteOutputs", "WriteIndices"}
     index_resources = [r["Fn::Sub"] for r in granted["WriteIndices"][1]]
