@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Path as PathParam, Response
 
 from ..bot_config import resolve_references
 from ..models import NAME_PATTERN, BotConfig
-from .state import Api, api
 from .errors import responses
+from .state import Api, api
 
 router = APIRouter(prefix="/bots", tags=["bots"])
 BotName = PathParam(pattern=NAME_PATTERN.pattern, description="the bot's name")

@@ -7,8 +7,8 @@ from pydantic import Field
 
 from ..endpoints import EndpointManager
 from ..models import Endpoint
-from .state import Api, api
 from .errors import responses
+from .state import Api, api
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from .state import Api, api
 from .errors import responses
 from .jobs import JobId
+from .state import Api, api
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

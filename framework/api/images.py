@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageRefused
-from .state import Api, api
 from .errors import responses
 from .fetch import FetchedImage
 from .formats import EXTENSIONS, UPLOAD_TYPES, media_type, require_image
 from .labelling import CLASSIFIED, ERROR, NOT_CLASSIFIED, ImageState
+from .state import Api, api
 
 router = APIRouter(tags=["images"])
 MAX_JSON_BYTES = 16 * 1024

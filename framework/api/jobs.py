@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..costs import job_cost
 from ..errors import NotFound, WrongState
 from ..models import JOB_ID_PATTERN, NAME_PATTERN, FileStatus, Job, JobStatus, WorkerState
-from .state import Api, api
 from .errors import responses
+from .state import Api, api
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobId = Path(pattern=JOB_ID_PATTERN.pattern, description="the job's id")

@@ -15,9 +15,9 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from .. import metrics
-from .state import Api
 from .auth import TokenCheck
 from .errors import responses
+from .state import Api
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -19,8 +19,8 @@ from ...endpoints import EndpointManager
 from ...errors import NotFound
 from ...launchers import launcher
 from ...models import JOB_ID_PATTERN, FileStatus, Job, now_ms
-from ..state import Api, api
 from ..auth import CSRF_HEADER, SESSION_COOKIE, TokenCheck
+from ..state import Api, api
 from . import views
 from .render import Renderer
 
