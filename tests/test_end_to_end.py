@@ -102,6 +102,7 @@ def test_rescan_of_an_interrupted_scan_records_each_file_once(settings, store, s
     # Given a job whose scan was interrupted after recording part of the prefix
     from framework.models import Job
     from framework.scheduler import Scheduler
+    from framework.storage import S3Object
 
     register_echo(settings)
     upload(storage, bucket, {f"in/{i:03d}.txt": str(i) for i in range(23)})
@@ -109,7 +110,7 @@ def test_rescan_of_an_interrupted_scan_records_each_file_once(settings, store, s
     bot = store.bots.get("echo")
     job, _ = store.jobs.create(Job(job_id="rescan", bot="echo", input_uri=f"s3://{bucket}/in/",
                                    output_uri=f"s3://{bucket}/out/", workers_requested=2))
-    partial = [scheduler._chunk(job, bot, bucket, 0, [(f"in/{i:03d}.txt", 1) for i in range(5)])]
+    partial = [scheduler._chunk(job, bot, bucket, 0, [(S3Object(f"in/{i:03d}.txt", 1, 0), None) for i in range(5)])]
     store.record(partial)
     # and more files arrived before the job was submitted again (the listing shifted)
     upload(storage, bucket, {"in/000a.txt": "new"})
