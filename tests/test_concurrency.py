@@ -64,7 +64,8 @@ def test_a_worker_killed_with_sixteen_files_in_flight_loses_none_and_does_none_t
                                                                                      tmp_path):
     # Given one worker with 16 files in flight (of 40 slow ones), under --wait, with a short lease
     register_echo(settings)
-    keys = {f"in/{i:02d}.txt": "SLOW 1" for i in range(40)}
+    # (3 s each: sixteen stay in flight for seconds, longer than a real node takes to make the counts searchable)
+    keys = {f"in/{i:02d}.txt": "SLOW 3" for i in range(40)}
     upload(storage, bucket, keys)
     spans, calls = tmp_path / "spans.jsonl", tmp_path / "calls.jsonl"
     env = cli_env(settings, ECHO_SPANS_LOG=str(spans), ECHO_CALLS_LOG=str(calls), SPOTBOT_LEASE_SECONDS="3",
