@@ -21,6 +21,7 @@ from pathlib import Path
 from framework.storage import S3Location
 
 from .harness import BUCKET, Bench, temporary_home
+from .scale import peak_memory_mb
 
 FILE_BYTES = 5 * 2**20
 CONCURRENCY = 16
@@ -39,15 +40,15 @@ def dataset(bench: Bench, n: int) -> str:
 def worker_peaks(stop: threading.Event, peaks: dict[int, float]) -> None:
     """Sample every worker process (`python -m framework.bot`) until stopped: pid -> peak RSS in MB."""
     while not stop.is_set():
-        for pid in filter(str.isdigit, os.listdir("/proc")):
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
             try:
                 if b"framework.bot" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                     continue
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peaks[int(pid)] = max(peaks.get(int(pid), 0.0), int(line.split()[1]) / 1024)
             except OSError:
                 continue
+            peak = peak_memory_mb(pid)
+            if peak is not None:
+                peaks[pid] = max(peaks.get(pid, 0.0), peak)
         stop.wait(0.5)
 
 
