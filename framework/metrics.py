@@ -89,12 +89,8 @@ def collect(store: Store) -> list[Family]:
     worker_time = Family("spotbot_job_worker_seconds_total", "counter",
                          "Seconds its workers have run, over all of them (what the job costs, at a price per hour).")
     for job in shown_jobs(store.jobs.list()):
-        working = 0
-        if job.status.terminal and job.counts:
-            counts = job.counts
-        else:
-            counts, working, _ = store.jobs.progress(job.job_id)
-        in_flight.add(working, job_id=job.job_id)
+        counts, working = store.jobs.shown(job)
+        in_flight.add(working or 0, job_id=job.job_id)
         worker_time.add(round(sum(worker_seconds(worker) for worker in job.workers.values()), 3), job_id=job.job_id)
         info.add(1, job_id=job.job_id, bot=job.bot, status=job.status.value)
         for status in FileStatus:

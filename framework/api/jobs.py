@@ -121,12 +121,7 @@ def current(state: Api, job_id: str) -> JobOut:
     for worker in job.workers.values():  # the job's record of its workers lags; ask the launcher, as `spotbot status` does
         if worker.state in (WorkerState.STARTING, WorkerState.RUNNING):
             worker.state, worker.exit_code = state.scheduler.launcher.poll(worker)
-    # an ended job's counts are final once it is finalized; a job cancelled a moment ago has none yet
-    in_flight = None
-    if job.status.terminal and job.counts:
-        counts = job.counts
-    else:
-        counts, in_flight, _ = state.store.jobs.progress(job_id)
+    counts, in_flight = state.store.jobs.shown(job)
     return job_out(job, counts).model_copy(update={"in_flight": in_flight,
                                                    "cost": job_cost(job, counts, state.settings)})
 

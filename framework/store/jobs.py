@@ -320,5 +320,16 @@ class JobStore(DocumentStore):
         """(files per status, files being worked now, files claimed by a worker but not begun) of a job."""
         return self.store.chunks.sums(job_id)
 
+    def shown(self, job: Job) -> tuple[dict[str, int], int | None]:
+        """What to show of a job: its files per status and those being worked now (None once it ended).
+
+        An ended job's counts are final once it is finalized; one cancelled a moment ago has none yet and is
+        summed over its chunks, as a running one is.
+        """
+        if job.status.terminal and job.counts:
+            return job.counts, None
+        counts, in_flight, _ = self.progress(job.job_id)
+        return counts, in_flight
+
 
 __all__ = ["JobStore", "counts_of"]

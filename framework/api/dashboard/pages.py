@@ -38,11 +38,7 @@ def renderer(request: Request) -> Renderer:
 
 
 def _job_view(state: Api, job: Job) -> views.JobView:
-    in_flight = None
-    if job.status.terminal and job.counts:
-        counts = job.counts
-    else:
-        counts, in_flight, _ = state.store.jobs.progress(job.job_id)
+    counts, in_flight = state.store.jobs.shown(job)
     view = views.job_view(job, counts)
     spent = job_cost(job, counts, state.settings)
     view.in_flight, view.worker_seconds, view.cost = in_flight, spent["worker_seconds"], spent.get("cost")
