@@ -85,6 +85,28 @@ def split_list(value: str | list[str] | None) -> list[str]:
     return [str(item).strip() for item in items]
 
 
+# Bounds on what a registration may hold: generous for any real bot, small enough that checking and storing one
+# costs nothing (one registration of 5 million suffixes once held the API's CPU for minutes and its memory grew 6x)
+MAX_FILE_TYPES = 100
+MAX_SUFFIX_LENGTH = 32
+MAX_ENDPOINTS = 16
+SUFFIX_PATTERN = re.compile(r"\.[a-z0-9][a-z0-9._-]{0,%d}" % (MAX_SUFFIX_LENGTH - 2))
+MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+PYTHON_PREFIX = "python:"
+
+
+def check_python_reference(reference: str) -> str:
+    """A python: reference's form, python:<file.py> or python:<dotted.module>; ValueError for anything else.
+
+    Whether the file or module exists, and where it may be, is checked where it is resolved
+    (bot_config.resolve_references): the CLI against the file's folder, the API under SPOTBOT_API_BOTS_DIR.
+    """
+    target = reference[len(PYTHON_PREFIX):]
+    if (target.endswith(".py") and len(target) > 3 and "\0" not in target) or MODULE_PATTERN.fullmatch(target):
+        return reference
+    raise ValueError(f"{reference!r} is neither python:<file.py> nor python:<module.name>")
+
+
 class BotConfig(BaseModel):
     """A bot registration, in the field names of the seed's bot_config.json."""
 
@@ -117,24 +139,40 @@ class BotConfig(BaseModel):
     def _file_types(cls, value: Any) -> list[str]:
         if not isinstance(value, (str, list)):
             raise ValueError('must be a string like ".jpg,.png" or a list of suffixes')
-        types = []
+        # counted before anything is split or compared, and duplicates dropped through a dict (ordered, O(1)
+        # membership): the check is linear in a body that is itself bounded (SPOTBOT_API_MAX_BODY_BYTES)
+        count = len(value) if isinstance(value, list) else value.count(",") + 1
+        if count > MAX_FILE_TYPES:
+            raise ValueError(f"lists {count} suffixes; at most {MAX_FILE_TYPES} are allowed")
+        types: dict[str, None] = {}
         for item in split_list(value):
             if not item:
                 continue
+            if len(item) > MAX_SUFFIX_LENGTH:
+                raise ValueError(f"{item[:MAX_SUFFIX_LENGTH]!r}... is longer than {MAX_SUFFIX_LENGTH} characters")
             suffix = item.lower() if item.startswith(".") else "." + item.lower()
-            if not re.fullmatch(r"\.[a-z0-9][a-z0-9._-]{0,31}", suffix):
+            if not SUFFIX_PATTERN.fullmatch(suffix):
                 raise ValueError(f"{item!r} is not a file suffix like .jpg")
-            if suffix not in types:
-                types.append(suffix)
+            types[suffix] = None
         if not types:
             raise ValueError('must name at least one suffix, like ".jpg,.png"')
-        return types
+        return list(types)
 
     @field_validator("bot_image")
     @classmethod
     def _bot_image(cls, value: str) -> str:
         if not value:
             raise ValueError("must name a container image or python:<task.py or module>")
+        if value.startswith(PYTHON_PREFIX):
+            check_python_reference(value)
+        return value
+
+    @field_validator("endpoint_ecr_image_path")
+    @classmethod
+    def _endpoint_images(cls, value: str) -> str:
+        for image in split_list(value) if value else []:
+            if image.startswith(PYTHON_PREFIX):
+                check_python_reference(image)
         return value
 
     @model_validator(mode="after")
@@ -142,6 +180,8 @@ class BotConfig(BaseModel):
         names = split_list(self.endpoint_name) if self.endpoint_name else []
         images = split_list(self.endpoint_ecr_image_path) if self.endpoint_ecr_image_path else []
         models = split_list(self.model_s3_path) if self.model_s3_path else []
+        if len(names) > MAX_ENDPOINTS:
+            raise ValueError(f"endpoint_name lists {len(names)} endpoints; at most {MAX_ENDPOINTS} are allowed")
         if len(names) != len(images):
             raise ValueError(
                 f"endpoint_name lists {len(names)} endpoint(s) but endpoint_ecr_image_path lists "
