@@ -138,6 +138,10 @@ class Settings(BaseModel):
     api_fetch_max_bytes: int = Field(20_000_000, ge=1, description="largest image the API downloads or accepts, in bytes")
     api_fetch_timeout: float = Field(20.0, gt=0, description="seconds an image download may take in all")
     api_fetch_allow_networks: str = Field("", description="comma-separated networks (CIDR) the API may fetch from although private, loopback or link-local")
+    # what the API reads and runs (issue 14): checked before a body is read, and at registration
+    api_max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 2**20, description="largest request body the API reads but an image upload (those: SPOTBOT_API_FETCH_MAX_BYTES), in bytes; larger ones get 413 unread")
+    api_allowed_hosts: str = Field("", description="host names the API answers to besides loopback names and the address it binds (its Host header), comma-separated; others get 421")
+    api_bots_dir: str = Field("", description="folder under which python: references registered through the API resolve (relative .py paths only); empty: the API takes container images only")
     # what the API shows people and monitors: /metrics and the dashboard (issue 15)
     metrics_public: bool = Field(False, description="true serves /metrics without the token (for a Prometheus that cannot send one)")
     metrics_cache_seconds: float = Field(5.0, ge=0, le=300, description="how long /metrics and the dashboard's summaries reuse what they read from the store")

@@ -53,7 +53,8 @@ class ApiServer:
 
 def start_server(settings, log: Path, *, token: str | None = TOKEN, **env: str) -> ApiServer:
     port = free_port()
-    environment = cli_env(settings, **env)
+    # python: references registered through the API resolve under this folder (bot_config gives them relative to it)
+    environment = cli_env(settings, **{"SPOTBOT_API_BOTS_DIR": str(ROOT), **env})
     if token is not None:
         environment["SPOTBOT_API_TOKEN"] = token
     with open(log, "ab") as out:
@@ -113,12 +114,13 @@ def api(serve) -> ApiServer:
 
 
 def bot_config(name: str, **changes) -> dict:
-    """A shipped or test bot's bot_config.json with its python: files made absolute."""
+    """A shipped or test bot's bot_config.json with its python: files relative to the repository (the servers'
+    SPOTBOT_API_BOTS_DIR)."""
     folder = ROOT / "bots" / name if (ROOT / "bots" / name).is_dir() else BOTS / name
     config = json.loads((folder / "bot_config.json").read_text())
     for key in ("bot_image", "endpoint_ecr_image_path"):
         if config.get(key, "").startswith("python:"):
-            config[key] = f"python:{folder / config[key][len('python:'):]}"
+            config[key] = f"python:{(folder / config[key][len('python:'):]).relative_to(ROOT)}"
     config.update(changes)
     return config
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import upload
+from conftest import ROOT, upload
 
 from .conftest import bot_config, wait_for
 
@@ -26,7 +26,7 @@ def test_bots_are_registered_listed_read_and_deleted(api, store):
 
     # Then it is listed and readable, and once deleted it is gone
     assert [bot["name"] for bot in api.get("/bots").json()] == ["echo"]
-    assert api.get("/bots/echo").json()["bot_image"] == config["bot_image"]
+    assert api.get("/bots/echo").json()["bot_image"] == f"python:{ROOT / config['bot_image'].removeprefix('python:')}"
     assert api.delete("/bots/echo").status_code == 204
     missing = api.get("/bots/echo")
     assert missing.status_code == 404 and "no bot named 'echo'" in missing.json()["message"]
