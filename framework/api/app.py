@@ -26,6 +26,7 @@ from . import bots, dashboard, endpoints, error_groups, errors, images, jobs, me
 from .auth import TokenCheck, check_auth
 from .background import Background
 from .fetch import ImageFetcher
+from .guard import Guard
 from .labelling import ImageLabelling
 from .state import Api
 
@@ -51,6 +52,7 @@ def build(settings: Settings) -> Api:
 def create_app(settings: Settings, *, host: str = "127.0.0.1", services: Api | None = None) -> FastAPI:
     """The app, refusing to exist without a token (unless allowed, on loopback only)."""
     check_auth(settings, host)
+    bots.check_bots_dir(settings)
     state = services or build(settings)
 
     @contextlib.asynccontextmanager
@@ -64,6 +66,10 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", services: Api | N
                   redoc_url=None, description=__doc__)
     app.state.api = state
     errors.install(app)
+    check = TokenCheck(settings)
+    # the Host header, the token, cross-site POSTs and body sizes, checked before any body is read; added before
+    # the access log, which is then outside it and records what it refused too
+    app.add_middleware(Guard, settings=settings, host=host, check=check)
 
     @app.middleware("http")
     async def access_log(request: Request, call_next):
@@ -73,7 +79,6 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", services: Api | N
         log.info("%s %s %d %.3fs", request.method, request.url.path, response.status_code, time.monotonic() - started)
         return response
 
-    check = TokenCheck(settings)
     protected = [Depends(check)]
 
     for router in (bots.router, jobs.router, error_groups.router, endpoints.router, images.router):

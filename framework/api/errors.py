@@ -39,10 +39,12 @@ STATUS_BY_ERROR: list[tuple[type[SpotbotError], int]] = [
 ]
 DESCRIPTIONS = {
     401: "missing or wrong bearer token",
+    403: "a POST a web page could send cross-site (send JSON or an image), or a dashboard session without its header",
     404: "not found",
     409: "not possible in the current state",
     413: "too large",
     415: "not an image type the API takes",
+    421: "the Host header names no address this server serves",
     422: "a field is wrong; the message names it",
     503: "Elasticsearch, S3 or a part of spotbot is not available",
 }
@@ -111,7 +113,8 @@ def http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400:  # FastAPI's "error parsing the body" (bytes that are not UTF-8): bad input, as all others
         return error_response(422, f"body: could not be read as JSON ({exc.detail})", "body")
-    return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    return error_response(exc.status_code, str(exc.detail), getattr(exc, "field", None),
+                          headers=getattr(exc, "headers", None))
 
 
 def unexpected(_: Request, exc: Exception) -> JSONResponse:
