@@ -1,6 +1,9 @@
 """Long work the API started (scans, retries, cancels, opening the image job), and supervision of its jobs.
 
-A request records what it was asked for and answers; the work goes on here. Jobs the server
+A request records what it was asked for and answers; the work goes on here, in two lanes of
+threads: SCANS (submits, retries, opening the image job: long, a scan of millions of keys takes
+minutes) and CONTROL (cancels: the verb a user waits on), so a cancel never queues behind scans.
+(A close is quick and runs in the request's own thread, never here.) Jobs the server
 started are supervised as `spotbot submit --wait` would (dead workers relaunched, dead
 endpoints restarted) until they end. Correctness never depends on this: a scan interrupted
 by a restart resumes when the same job id is submitted again, and leases let living
@@ -21,7 +24,10 @@ from ..supervisor import Supervisor
 
 log = logging.getLogger("spotbot.api.background")
 T = TypeVar("T")
-WORKERS = 4
+SCANS, CONTROL = "scans", "control"
+# threads per lane: scans are few at once and long; a cancel holds its thread while it drains the chunks workers
+# still hold (up to a lease period), so its lane has more, and one cancel per job runs at a time (run's key)
+LANE_THREADS = {SCANS: 4, CONTROL: 8}
 
 
 class Background:
@@ -31,9 +37,12 @@ class Background:
         self.poll_seconds = scheduler.settings.poll_seconds
         # daemon threads, not a ThreadPoolExecutor (whose threads the interpreter waits for at exit):
         # stopping the server must not wait for a long scan, which a resubmit of its job id resumes
-        self._work: queue.Queue[tuple[Future, Callable[[], object]]] = queue.Queue()
-        self._threads = [threading.Thread(target=self._worker, name=f"spotbot-api-work-{i}", daemon=True)
-                         for i in range(WORKERS)]
+        self._lanes: dict[str, queue.Queue[tuple[Future, Callable[[], object]]]] = \
+            {lane: queue.Queue() for lane in LANE_THREADS}
+        self._threads = [threading.Thread(target=self._worker, args=(self._lanes[lane],), daemon=True,
+                                          name=f"spotbot-api-{lane}-{i}")
+                         for lane, count in LANE_THREADS.items() for i in range(count)]
+        self._keyed: dict[str, Future] = {}
         self._jobs: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -50,8 +59,17 @@ class Background:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-    def run(self, what: str, call: Callable[[], T], *, on_error: Callable[[Exception], None] | None = None) -> Future:
-        """Do call() on a background thread; a failure is logged and handed to on_error (e.g. to fail the job)."""
+    def run(self, what: str, call: Callable[[], T], *, on_error: Callable[[Exception], None] | None = None,
+            lane: str = SCANS, key: str | None = None) -> Future:
+        """Do call() on a thread of the lane; a failure is logged and handed to on_error (e.g. to fail the job).
+
+        With a key, a call of that key still under way is not started twice: its future is returned.
+        """
+        if key is not None:
+            with self._lock:
+                running = self._keyed.get(key)
+                if running is not None and not running.done():
+                    return running
 
         def work() -> T:
             try:
@@ -67,12 +85,17 @@ class Background:
                 raise
 
         future: Future = Future()
-        self._work.put((future, work))
+        if key is not None:
+            with self._lock:
+                self._keyed = {k: f for k, f in self._keyed.items() if not f.done()}
+                self._keyed[key] = future
+        self._lanes[lane].put((future, work))
         return future
 
-    def _worker(self) -> None:
+    @staticmethod
+    def _worker(work: queue.Queue) -> None:
         while True:
-            future, call = self._work.get()
+            future, call = work.get()
             if not future.set_running_or_notify_cancel():
                 continue
             try:

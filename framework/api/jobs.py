@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..costs import job_cost
 from ..errors import NotFound, WrongState
 from ..models import JOB_ID_PATTERN, NAME_PATTERN, FileStatus, Job, JobStatus, WorkerState
+from .background import CONTROL
 from .errors import responses
 from .state import Api, api
 
@@ -189,7 +190,9 @@ def cancel(job_id: str = JobId, state: Api = Depends(api)) -> JobOut:
     if job.status.terminal:
         raise WrongState(f"job {job_id} has ended {job.status.value}; there is nothing to cancel", job_id=job_id)
     done = threading.Event()
-    state.background.run(f"cancelling {job_id}", lambda: (state.scheduler.cancel(job_id), done.set()))
+    # the control lane: a cancel never waits for a thread behind scans (background.py)
+    state.background.run(f"cancelling {job_id}", lambda: (state.scheduler.cancel(job_id), done.set()),
+                         lane=CONTROL, key=f"cancel {job_id}")
     deadline = time.monotonic() + CANCEL_SHOWN_WITHIN
     while not done.wait(0.05) and time.monotonic() < deadline:
         if state.store.jobs.get(job_id).status.terminal:
