@@ -4,10 +4,30 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 import click
 
 from .app import Context, handled, main
+
+log = logging.getLogger("spotbot.api")
+# on SIGTERM, how long requests under way may finish; then how long the orderly shutdown may take before the process
+# exits whatever its threads are doing (a download, a store call): asyncio.run waits for threads without end
+SHUTDOWN_GRACE_SECONDS = 5.0
+SHUTDOWN_MARGIN_SECONDS = 5.0
+
+
+def exit_after(seconds: float) -> None:
+    """Exit the process in seconds, whatever it is doing then (a daemon thread: an earlier exit ends it)."""
+
+    def watchdog() -> None:
+        time.sleep(seconds)
+        log.warning("still busy %.0f s after SIGTERM: exiting now", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    threading.Thread(target=watchdog, name="spotbot-stop-watchdog", daemon=True).start()
 
 
 @main.command()
@@ -30,6 +50,15 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
         import uvicorn
 
         from ..api import create_app
+
+        class Server(uvicorn.Server):
+            """uvicorn's server, sure to stop on SIGTERM: requests under way get SHUTDOWN_GRACE_SECONDS, then the
+            process exits after SHUTDOWN_MARGIN_SECONDS more whatever its threads are busy with."""
+
+            def handle_exit(self, sig, frame) -> None:
+                if not self.should_exit:
+                    exit_after(SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS)
+                super().handle_exit(sig, frame)
     except ModuleNotFoundError as exc:
         from ..errors import ConfigError
 
@@ -46,4 +75,5 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     for chatty in ("elastic_transport", "opensearch", "botocore", "urllib3"):  # a line per store request drowns ours
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # uvicorn's own access log prints query strings, which may carry a presigned URL's signature: ours does not
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, server_header=False)
+    Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, server_header=False,
+                          timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)).run()

@@ -7,6 +7,8 @@ import http.server
 import io
 import json
 import secrets
+import select
+import socket
 import signal
 import subprocess
 import threading
@@ -207,3 +209,41 @@ def photos() -> PhotoServer:
     server = PhotoServer()
     yield server
     server.close()
+
+
+PIECE = 64 * 1024
+
+
+def post_unread(url: str, path: str, headers: dict[str, str], size: int, *, method: str = "POST") -> tuple[int, bytes, int]:
+    """Send a request with a body of size bytes over a raw socket, a piece at a time, stopping as soon as the server
+    answers; returns (the answer's status, the answer, how many body bytes were sent before it came)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        head = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {size}",
+                *(f"{name}: {value}" for name, value in headers.items())]
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        sock.setblocking(False)
+        sent, piece, deadline = 0, b"x" * PIECE, time.monotonic() + 60
+        while sent < size and time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock], [], 1)
+            if readable:
+                break
+            if writable:
+                try:
+                    sent += sock.send(piece[:size - sent])
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+        sock.setblocking(True)
+        answer = b""
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+    return status, answer, sent

@@ -4,17 +4,13 @@ Against the real `spotbot serve`, over real sockets."""
 
 from __future__ import annotations
 
-import select
-import socket
-import time
 from pathlib import Path
 
 import requests
 
-from .conftest import TOKEN, start_server, stop_server
+from .conftest import PIECE, TOKEN, post_unread, start_server, stop_server
 
 BODY = 50 * 2**20
-PIECE = 64 * 1024
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -25,41 +21,6 @@ def memory_kib(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             found[name] = int(value.split()[0])
     return found
-
-
-def post_unread(url: str, path: str, headers: dict[str, str], size: int, *, method: str = "POST") -> tuple[int, bytes, int]:
-    """Send a request with a body of size bytes over a raw socket, a piece at a time, stopping as soon as the server
-    answers; returns (the answer's status, the answer, how many body bytes were sent before it came)."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        head = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {size}",
-                *(f"{name}: {value}" for name, value in headers.items())]
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        sock.setblocking(False)
-        sent, piece, deadline = 0, b"x" * PIECE, time.monotonic() + 60
-        while sent < size and time.monotonic() < deadline:
-            readable, writable, _ = select.select([sock], [sock], [], 1)
-            if readable:
-                break
-            if writable:
-                try:
-                    sent += sock.send(piece[:size - sent])
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except (BrokenPipeError, ConnectionResetError):
-                    break
-        sock.setblocking(True)
-        answer = b""
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            answer += chunk
-    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
-    return status, answer, sent
 
 
 def test_a_50_mb_body_without_a_token_is_refused_before_it_is_read(api):
