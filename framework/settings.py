@@ -65,6 +65,7 @@ class Settings(BaseModel):
     docker_endpoint_cpus: float = Field(0.0, ge=0, description="CPUs of each endpoint container (0: no limit)")
     docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
     docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
+    docker_pids_limit: int = Field(512, ge=16, le=65536, description="processes and threads each worker or endpoint container may have (a fork bomb stops there)")
     docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
 
     @field_validator("es_url")
@@ -267,7 +268,7 @@ WORKER_SETTINGS = (
     "spot_notice_seconds", "imds_url", "record_results", "flush_files", "flush_seconds", "endpoint_timeout",
     "retry_seconds", "endpoint_start_timeout", "max_batch_size", "max_batch_delay_ms", "docker_endpoint_cpus",
     "docker_endpoint_memory", "docker_keep", "sagemaker_role_arn", "sagemaker_instance_count", "sagemaker_variant",
-    "sagemaker_start_timeout", "aws_endpoint_urls",
+    "sagemaker_start_timeout", "aws_endpoint_urls", "docker_pids_limit",
 )
 ES_SECRETS = ("es_username", "es_password", "es_api_key")
 
