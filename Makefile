@@ -98,6 +98,8 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: install $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.concurrency  # appends the concurrency sweep that the default comes from
+	$(BIN)/python -m benchmarks.memory 200,2000  # appends a worker's peak memory with 5 MB files (10 GB uploaded)
 
 up: install
 	$(BIN)/spotbot local up
