@@ -137,6 +137,7 @@ class Settings(BaseModel):
     api_images_uri: str = Field("s3://spotbot-images/", description="where the API keeps images (<uri>images/) and labels (<uri>labels/)")
     api_fetch_max_bytes: int = Field(20_000_000, ge=1, description="largest image the API downloads or accepts, in bytes")
     api_fetch_timeout: float = Field(20.0, gt=0, description="seconds an image download may take in all")
+    api_max_pixels: int = Field(40_000_000, ge=1, description="largest image the API takes, in pixels (width x height), read from its header before anything decodes it")
     api_fetch_allow_networks: str = Field("", description="comma-separated networks (CIDR) the API may fetch from although private, loopback or link-local")
     # what the API shows people and monitors: /metrics and the dashboard (issue 15)
     metrics_public: bool = Field(False, description="true serves /metrics without the token (for a Prometheus that cannot send one)")
