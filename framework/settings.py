@@ -65,6 +65,8 @@ class Settings(BaseModel):
     docker_endpoint_cpus: float = Field(0.0, ge=0, description="CPUs of each endpoint container (0: no limit)")
     docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
     docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
+    model_max_bytes: int = Field(10 * 2**30, ge=1, description="largest a model_s3_path tar.gz may unpack to, in bytes (all its files together); a larger one is refused before it fills the disk")
+    model_max_files: int = Field(10_000, ge=1, description="most entries (files, folders) a model_s3_path tar.gz may hold")
     docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
 
     @field_validator("es_url")
@@ -269,6 +271,7 @@ WORKER_SETTINGS = (
     "retry_seconds", "endpoint_start_timeout", "max_batch_size", "max_batch_delay_ms", "docker_endpoint_cpus",
     "docker_endpoint_memory", "docker_keep", "sagemaker_role_arn", "sagemaker_instance_count", "sagemaker_variant",
     "sagemaker_start_timeout", "aws_endpoint_urls",
+    "model_max_bytes", "model_max_files",  # a worker restarting an endpoint unpacks its model
 )
 ES_SECRETS = ("es_username", "es_password", "es_api_key")
 
