@@ -139,11 +139,15 @@ def png_declaring(width: int, height: int) -> bytes:
 
 class SlowHeaders:
     """A real server that answers a status line, then one byte of a header every 0.2 s for up to 60 s: each read
-    of the client's returns well within any per-read timeout. It notes when the client hangs up."""
+    of the client's returns well within any per-read timeout. It notes when the client hangs up.
 
-    def __init__(self):
+    With tls, it answers a TLS client hello with the header of a 16 kB handshake record, then its bytes one at a
+    time: the handshake itself trickles."""
+
+    def __init__(self, tls: bool = False):
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/cat.png"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.listener.getsockname()[1]}/cat.png"
         self.stop = threading.Event()
         self.hung_up = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
@@ -156,7 +160,7 @@ class SlowHeaders:
         with conn:
             try:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Slow: ")
+                conn.sendall(b"\x16\x03\x03\x3f\xff" if self.tls else b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Slow: ")
                 ends = time.monotonic() + 60
                 while not self.stop.is_set() and time.monotonic() < ends:
                     conn.sendall(b"a")
@@ -169,15 +173,15 @@ class SlowHeaders:
         self.listener.close()
 
 
-@pytest.fixture
-def slow_headers():
-    server = SlowHeaders()
+@pytest.fixture(params=["headers", "tls"])
+def slow_headers(request):
+    server = SlowHeaders(tls=request.param == "tls")
     yield server
     server.close()
 
 
 def test_one_deadline_bounds_a_download_even_while_its_headers_trickle_in(slow_headers):
-    # Given a server that sends its headers a byte at a time, and a fetcher with a 2 s deadline
+    # Given a server that sends its headers (or its TLS handshake) a byte at a time, and a 2 s deadline
     fetch = fetcher(api_fetch_allow_networks="127.0.0.1/32", api_fetch_timeout=2)
     outcome: list = []
 
@@ -192,7 +196,7 @@ def test_one_deadline_bounds_a_download_even_while_its_headers_trickle_in(slow_h
     assert outcome and "took longer than 2 s to download (SPOTBOT_API_FETCH_TIMEOUT)" in str(outcome[0]), outcome
     assert outcome[0].field == "url"
     assert slow_headers.hung_up.wait(5), "the server never saw the fetcher hang up"
-    print(f"\nheaders trickling in: the fetch gave up after {time.monotonic() - started:.1f} s (deadline 2 s)")
+    print(f"\n{slow_headers.url.split(':')[0]}, trickling in: the fetch gave up after {time.monotonic() - started:.1f} s (deadline 2 s)")
 
 
 def test_an_image_past_the_pixel_limit_is_refused_from_its_header_without_being_decoded(photos):
