@@ -66,6 +66,8 @@ class Settings(BaseModel):
     docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
     docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
     docker_pids_limit: int = Field(512, ge=16, le=65536, description="processes and threads each worker or endpoint container may have (a fork bomb stops there)")
+    model_max_bytes: int = Field(10 * 2**30, ge=1, description="largest a model_s3_path tar.gz may unpack to, in bytes (all its files together); a larger one is refused before it fills the disk")
+    model_max_files: int = Field(10_000, ge=1, description="most entries (files, folders) a model_s3_path tar.gz may hold")
     docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
 
     @field_validator("es_url")
@@ -138,6 +140,7 @@ class Settings(BaseModel):
     api_images_uri: str = Field("s3://spotbot-images/", description="where the API keeps images (<uri>images/) and labels (<uri>labels/)")
     api_fetch_max_bytes: int = Field(20_000_000, ge=1, description="largest image the API downloads or accepts, in bytes")
     api_fetch_timeout: float = Field(20.0, gt=0, description="seconds an image download may take in all")
+    api_max_pixels: int = Field(40_000_000, ge=1, description="largest image the API takes, in pixels (width x height), read from its header before anything decodes it")
     api_fetch_allow_networks: str = Field("", description="comma-separated networks (CIDR) the API may fetch from although private, loopback or link-local")
     # what the API shows people and monitors: /metrics and the dashboard (issue 15)
     metrics_public: bool = Field(False, description="true serves /metrics without the token (for a Prometheus that cannot send one)")
@@ -269,6 +272,7 @@ WORKER_SETTINGS = (
     "retry_seconds", "endpoint_start_timeout", "max_batch_size", "max_batch_delay_ms", "docker_endpoint_cpus",
     "docker_endpoint_memory", "docker_keep", "sagemaker_role_arn", "sagemaker_instance_count", "sagemaker_variant",
     "sagemaker_start_timeout", "aws_endpoint_urls", "docker_pids_limit",
+    "model_max_bytes", "model_max_files",  # a worker restarting an endpoint unpacks its model
 )
 ES_SECRETS = ("es_username", "es_password", "es_api_key")
 
