@@ -20,7 +20,7 @@ NODE_TESTS := --ignore=tests/cluster --deselect tests/test_doc_ocr.py --deselect
 	--deselect tests/api/test_api_fetch.py --deselect tests/api/test_api_auth.py \
 	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it --ignore=tests/dashboard
 
-.PHONY: install demo test test-embedded test-opensearch test-elasticsearch test-cluster test-dashboard es-node \
+.PHONY: install demo lint test test-embedded test-opensearch test-elasticsearch test-cluster test-dashboard es-node \
 	es-node-stop es-cluster es-cluster-stop bench up down clean images
 
 install: $(STAMP)
@@ -35,7 +35,11 @@ $(STAMP): setup.cfg setup.py
 demo: install
 	$(BIN)/python bots/doc_ocr/demo.py
 
-test: install
+# the security lint (ruff's S rules, bandit's checks; ruff.toml) over framework/: seconds, so every `make test` runs it
+lint: install
+	$(BIN)/ruff check framework/
+
+test: install lint
 	@for backend in $(BACKENDS); do $(MAKE) --no-print-directory test-$$backend || exit 1; done
 
 test-embedded: install
