@@ -27,7 +27,7 @@ NODE_TESTS_elasticsearch := tests/test_store_nodes.py tests/test_nothing_lost.py
 	tests/test_status.py tests/test_stats.py tests/test_incremental.py tests/test_work_distribution.py \
 	tests/faults tests/api/test_api_routes.py
 
-.PHONY: install demo test test-embedded test-opensearch test-elasticsearch test-cluster test-dashboard es-node \
+.PHONY: install demo lint test test-embedded test-opensearch test-elasticsearch test-cluster test-dashboard es-node \
 	es-node-stop es-cluster es-cluster-stop bench up down clean images
 
 install: $(STAMP)
@@ -42,7 +42,11 @@ $(STAMP): setup.cfg setup.py
 demo: install
 	$(BIN)/python bots/doc_ocr/demo.py
 
-test: install
+# the security lint (ruff's S rules, bandit's checks; ruff.toml) over framework/: seconds, so every `make test` runs it
+lint: install
+	$(BIN)/ruff check framework/
+
+test: install lint
 	@for backend in $(BACKENDS); do $(MAKE) --no-print-directory test-$$backend || exit 1; done
 
 test-embedded: install

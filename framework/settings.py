@@ -137,7 +137,7 @@ class Settings(BaseModel):
     api_allow_no_auth: bool = Field(False, description="true lets spotbot serve run without a token, on a loopback address only")
     api_image_bot: str = Field("image_labeller", description="bot that labels the images sent to the API")
     api_image_job: str = Field("image-labeller-api", description="id of the long-running job that labels the API's images")
-    api_images_uri: str = Field("s3://spotbot-images/", description="where the API keeps images (<uri>images/) and labels (<uri>labels/)")
+    api_images_uri: str = Field("", description="where the API keeps images (<uri>images/) and labels (<uri>labels/) (default: s3://spotbot-images/ on the embedded or another self-hosted S3; none on AWS S3, whose bucket names are global: name a bucket of yours)")
     api_fetch_max_bytes: int = Field(20_000_000, ge=1, description="largest image the API downloads or accepts, in bytes")
     api_fetch_timeout: float = Field(20.0, gt=0, description="seconds an image download may take in all")
     api_max_pixels: int = Field(40_000_000, ge=1, description="largest image the API takes, in pixels (width x height), read from its header before anything decodes it")
@@ -200,6 +200,29 @@ class Settings(BaseModel):
                 field="SPOTBOT_ES_URL",
             )
         return self.es_url.split(",")
+
+    def s3_is_aws(self) -> bool:
+        """Whether S3 is Amazon's (no endpoint URL, or an amazonaws.com one), where bucket names are global."""
+        host = re.sub(r"^[a-z]+://", "", self.s3_endpoint_url).split("/")[0].split(":")[0].lower()
+        return not host or host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+    def images_uri(self) -> str:
+        """SPOTBOT_API_IMAGES_URI, or its default where one is safe: never on AWS, where anyone may own a bucket name."""
+        if self.api_images_uri:
+            return self.api_images_uri
+        if self.s3_is_aws():
+            raise ConfigError("no default on AWS S3: bucket names are global, and s3://spotbot-images/ may be someone "
+                              "else's; name a bucket of yours (the stack's OutputBucket, say: s3://BUCKET/api/)",
+                              field="SPOTBOT_API_IMAGES_URI")
+        return "s3://spotbot-images/"
+
+    def aws_account(self) -> str:
+        """The AWS account spotbot runs in, where a configured role ARN names it; '' when none does."""
+        for arn in (self.sagemaker_role_arn, self.batch_job_role_arn):
+            match = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):role/", arn)
+            if match:
+                return match.group(1)
+        return ""
 
     def environment(self) -> dict[str, str]:
         """Every setting as SPOTBOT_* variables, secrets included: for running the spotbot command itself.

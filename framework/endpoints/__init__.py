@@ -25,8 +25,9 @@ class EndpointBackend(Protocol):
     """What a way of running endpoints provides; one file per backend.
 
     Optional attributes: `unpacks_model` (False when the service fetches model_s3_path itself:
-    start() then gets no model_dir) and `start_timeout` (seconds start() may take, when not
-    SPOTBOT_ENDPOINT_START_TIMEOUT).
+    start() then gets no model_dir), `start_timeout` (seconds start() may take, when not
+    SPOTBOT_ENDPOINT_START_TIMEOUT) and `guards_ownership` (True when stop() refuses what the
+    backend did not create and takes `force=True` to delete it anyway).
     """
 
     name: str
@@ -178,7 +179,8 @@ class EndpointManager:
         """Stop (for SageMaker: delete endpoint, config and model) and forget an endpoint.
 
         Refused while a job that is not over runs a bot calling it, unless forced: its workers
-        would fail every file they have left.
+        would fail every file they have left. A backend that guards ownership (SageMaker) also
+        refuses, unless forced, to delete what spotbot did not create.
         """
         found = self.store.endpoints.get(name)
         if found is None:
@@ -187,7 +189,11 @@ class EndpointManager:
         if users and not force:
             raise InUse(f"endpoint {name!r} is used by job(s) {', '.join(users)} that are still running: cancel them "
                         "first (`spotbot cancel JOB`) or pass --force", name=name, jobs=users)
-        self.backend(found[0].backend).stop(found[0])
+        owner = self.backend(found[0].backend)
+        if force and getattr(owner, "guards_ownership", False):
+            owner.stop(found[0], force=True)
+        else:
+            owner.stop(found[0])
         self.store.endpoints.delete(name)
 
     def users(self, name: str) -> list[str]:
