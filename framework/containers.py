@@ -2,9 +2,13 @@
 
 Containers run on the host network (Linux): the embedded Elasticsearch and S3 listen on
 127.0.0.1 only, and a container on the host network reaches them there, exactly at the URLs
-the settings hold. Every container spotbot starts carries labels (spotbot.role, spotbot.scope
-and what it runs for), is never privileged, gains no privileges (no-new-privileges) and mounts
-no host path except those a setting names.
+the settings hold; it reaches every other service on the host's loopback too (README,
+"Security"). Every container spotbot starts carries labels (spotbot.role, spotbot.scope and
+what it runs for) and runs confined (Engine.run): never privileged, no capabilities at all, no
+new privileges, a read-only root filesystem with a tmpfs at /tmp (its HOME), at most
+SPOTBOT_DOCKER_PIDS_LIMIT processes and threads, as the image's own unprivileged user (uid
+1000 when the image names root or no user), and no host path mounted except those a setting
+names.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from .settings import Settings
 LABEL = "spotbot"
 ENDED = ("exited", "dead")
 NOT_STARTED = ("created",)
+SCRATCH = "/tmp"  # the one writable place of a confined container: a tmpfs, its HOME too
+FALLBACK_USER = "1000:1000"  # the user of spotbot's images: what an image that names root (or nobody) runs as
+
+
+def is_root(user: str) -> bool:
+    """Whether an image's USER (name or uid, with an optional group) is root; no USER at all is root too."""
+    return user.partition(":")[0].strip() in ("", "root", "0")
 
 
 class Engine:
@@ -95,11 +106,26 @@ class Engine:
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise self.transient(f"cannot inspect container {name}", exc) from None
 
-    def run(self, image: str, *, name: str, field: str, **options):
-        """Start a detached container on the host network, unprivileged, with the given options."""
-        security = {"privileged": False, "security_opt": ["no-new-privileges"], "network_mode": "host"}
+    def user_of(self, image: str) -> str:
+        """The image's own user when it is not root, else FALLBACK_USER: no container spotbot starts runs as root."""
         try:
-            return self.client.containers.run(image, name=name, detach=True, **security, **options)
+            user = (self.client.images.get(image).attrs.get("Config") or {}).get("User") or ""
+        except (docker.errors.APIError, requests.RequestException):
+            user = ""
+        return FALLBACK_USER if is_root(user) else user
+
+    def run(self, image: str, *, name: str, field: str, environment: dict[str, str] | None = None, **options):
+        """Start a detached container on the host network, confined (see the module's docstring), with the options."""
+        confined = {
+            "privileged": False, "security_opt": ["no-new-privileges"], "cap_drop": ["ALL"],
+            "read_only": True, "tmpfs": {SCRATCH: "rw,nosuid,nodev,mode=1777"},
+            "pids_limit": self.settings.docker_pids_limit, "user": self.user_of(image), "network_mode": "host",
+        }
+        # programs keep caches and config under HOME; on a read-only root filesystem that must be the tmpfs
+        environment = {"HOME": SCRATCH, **(environment or {})}
+        try:
+            return self.client.containers.run(image, name=name, detach=True, environment=environment, **confined,
+                                              **options)
         except docker.errors.ImageNotFound:
             raise ConfigError(f"image {image!r} is not in the local Docker engine", field=field) from None
         except (docker.errors.APIError, requests.RequestException) as exc:

@@ -127,6 +127,12 @@ class WrongState(SpotbotError):
     exit_code = 2
 
 
+class NotOurs(WrongState):
+    """The thing exists but spotbot did not make it (a SageMaker endpoint without spotbot's tag): it is left alone."""
+
+    arn: str | None = None  # the resource concerned
+
+
 class NotReady(SpotbotError):
     """A part of spotbot this needs is not set up; the message says how to set it up."""
 

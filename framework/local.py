@@ -6,7 +6,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +15,9 @@ from typing import Any
 
 import requests
 
-from .endpoints.process import pid_alive, tail
+from .endpoints.process import tail
 from .errors import ConfigError, SpotbotError
+from .processes import runs, stop_group
 from .settings import LOCAL_STATE_FILE
 
 ACCESS_KEY = "spotbot"
@@ -201,16 +201,15 @@ class LocalStack:
         subprocess.run([_tool("noida-db"), "down", "--data-dir", str(self.home / "es")], capture_output=True, timeout=60)
 
     def stop_s3(self) -> None:
-        """Stop the S3 server; `up` starts it again on its ports."""
-        pid = self.state().get("s3_pid")
-        if not pid_alive(pid):
-            return
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(100):
-            if not pid_alive(pid):
-                return
-            time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
+        """Stop the S3 server; `up` starts it again on its ports.
+
+        Each signal goes only to a process that is this stack's S3 server (weed mini on this home's data):
+        the recorded pid may have been given to another process since.
+        """
+        stop_group(self.state().get("s3_pid"), self.serves_s3, grace=10.0)
+
+    def serves_s3(self, pid: int) -> bool:
+        return runs(pid, "mini", f"-dir={self.home / 's3'}")
 
     @staticmethod
     def _wait(check, timeout: float = START_TIMEOUT) -> bool:

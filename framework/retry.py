@@ -31,7 +31,7 @@ def retrying(call: Callable[[], T], *, seconds: float, what: str, before_retry: 
             if not is_transient(exc) or time.monotonic() + delay > deadline:
                 raise
             log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-        time.sleep(delay * random.uniform(0.5, 1.0))
+        time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 -- jitter of a backoff, not a secret
         delay = min(MAX_DELAY, delay * 2)
         if before_retry:
             before_retry()

@@ -65,6 +65,9 @@ class Settings(BaseModel):
     docker_endpoint_cpus: float = Field(0.0, ge=0, description="CPUs of each endpoint container (0: no limit)")
     docker_endpoint_memory: str = Field("4g", description="memory of each endpoint container, like 512m or 2g (0: no limit)")
     docker_mounts: str = Field("", description="host folders mounted into worker containers: /host/dir:/container/dir[:rw], comma-separated; read-only unless :rw")
+    docker_pids_limit: int = Field(512, ge=16, le=65536, description="processes and threads each worker or endpoint container may have (a fork bomb stops there)")
+    model_max_bytes: int = Field(10 * 2**30, ge=1, description="largest a model_s3_path tar.gz may unpack to, in bytes (all its files together); a larger one is refused before it fills the disk")
+    model_max_files: int = Field(10_000, ge=1, description="most entries (files, folders) a model_s3_path tar.gz may hold")
     docker_keep: bool = Field(False, description="keep finished worker containers, and endpoint containers that failed to start, instead of removing them (for debugging)")
 
     @field_validator("es_url")
@@ -134,9 +137,10 @@ class Settings(BaseModel):
     api_allow_no_auth: bool = Field(False, description="true lets spotbot serve run without a token, on a loopback address only")
     api_image_bot: str = Field("image_labeller", description="bot that labels the images sent to the API")
     api_image_job: str = Field("image-labeller-api", description="id of the long-running job that labels the API's images")
-    api_images_uri: str = Field("s3://spotbot-images/", description="where the API keeps images (<uri>images/) and labels (<uri>labels/)")
+    api_images_uri: str = Field("", description="where the API keeps images (<uri>images/) and labels (<uri>labels/) (default: s3://spotbot-images/ on the embedded or another self-hosted S3; none on AWS S3, whose bucket names are global: name a bucket of yours)")
     api_fetch_max_bytes: int = Field(20_000_000, ge=1, description="largest image the API downloads or accepts, in bytes")
     api_fetch_timeout: float = Field(20.0, gt=0, description="seconds an image download may take in all")
+    api_max_pixels: int = Field(40_000_000, ge=1, description="largest image the API takes, in pixels (width x height), read from its header before anything decodes it")
     api_fetch_allow_networks: str = Field("", description="comma-separated networks (CIDR) the API may fetch from although private, loopback or link-local")
     # what the API reads and runs (issue 14): checked before a body is read, and at registration
     api_max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 2**20, description="largest request body the API reads but an image upload (those: SPOTBOT_API_FETCH_MAX_BYTES), in bytes; larger ones get 413 unread")
@@ -200,6 +204,29 @@ class Settings(BaseModel):
                 field="SPOTBOT_ES_URL",
             )
         return self.es_url.split(",")
+
+    def s3_is_aws(self) -> bool:
+        """Whether S3 is Amazon's (no endpoint URL, or an amazonaws.com one), where bucket names are global."""
+        host = re.sub(r"^[a-z]+://", "", self.s3_endpoint_url).split("/")[0].split(":")[0].lower()
+        return not host or host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+    def images_uri(self) -> str:
+        """SPOTBOT_API_IMAGES_URI, or its default where one is safe: never on AWS, where anyone may own a bucket name."""
+        if self.api_images_uri:
+            return self.api_images_uri
+        if self.s3_is_aws():
+            raise ConfigError("no default on AWS S3: bucket names are global, and s3://spotbot-images/ may be someone "
+                              "else's; name a bucket of yours (the stack's OutputBucket, say: s3://BUCKET/api/)",
+                              field="SPOTBOT_API_IMAGES_URI")
+        return "s3://spotbot-images/"
+
+    def aws_account(self) -> str:
+        """The AWS account spotbot runs in, where a configured role ARN names it; '' when none does."""
+        for arn in (self.sagemaker_role_arn, self.batch_job_role_arn):
+            match = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):role/", arn)
+            if match:
+                return match.group(1)
+        return ""
 
     def environment(self) -> dict[str, str]:
         """Every setting as SPOTBOT_* variables, secrets included: for running the spotbot command itself.
@@ -271,7 +298,8 @@ WORKER_SETTINGS = (
     "spot_notice_seconds", "imds_url", "record_results", "flush_files", "flush_seconds", "endpoint_timeout",
     "retry_seconds", "endpoint_start_timeout", "max_batch_size", "max_batch_delay_ms", "docker_endpoint_cpus",
     "docker_endpoint_memory", "docker_keep", "sagemaker_role_arn", "sagemaker_instance_count", "sagemaker_variant",
-    "sagemaker_start_timeout", "aws_endpoint_urls",
+    "sagemaker_start_timeout", "aws_endpoint_urls", "docker_pids_limit",
+    "model_max_bytes", "model_max_files",  # a worker restarting an endpoint unpacks its model
 )
 ES_SECRETS = ("es_username", "es_password", "es_api_key")
 

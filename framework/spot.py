@@ -28,7 +28,7 @@ from .settings import Settings
 
 log = logging.getLogger("spotbot.spot")
 
-TOKEN_PATH = "/latest/api/token"
+TOKEN_PATH = "/latest/api/token"  # noqa: S105 -- the IMDSv2 token's path, not a password
 NOTICE_PATH = "/latest/meta-data/spot/instance-action"
 TOKEN_TTL_SECONDS = 21600  # the longest IMDSv2 allows (6 h)
 TIMEOUT = (1.0, 2.0)  # connect, read: the service is on the instance itself

@@ -225,11 +225,21 @@ class Storage:
                 raise ConfigError(f"bucket {bucket!r} does not exist", field=field) from None
             raise
 
-    def ensure_bucket(self, bucket: str) -> None:
+    def ensure_bucket(self, bucket: str, *, expected_owner: str = "", field: str | None = None) -> None:
+        """Create the bucket when missing. With expected_owner (an AWS account id), S3 refuses (403) a bucket
+        of that name owned by another account, and so does this, naming the field: spotbot never writes
+        into a bucket someone else owns because its name was free in our head and taken in S3."""
+        owner = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}
         with self._errors(f"creating bucket {bucket!r}"):
             try:
-                self.client.head_bucket(Bucket=bucket)
-            except botocore.exceptions.ClientError:
+                self.client.head_bucket(Bucket=bucket, **owner)
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+                    if expected_owner:
+                        raise ConfigError(f"bucket {bucket!r} is not account {expected_owner}'s (S3 answered "
+                                          f"{exc.response.get('Error', {}).get('Code')}): name a bucket of yours",
+                                          field=field) from None
+                    raise
                 self.client.create_bucket(Bucket=bucket)
 
     def pages(self, location: S3Location) -> Iterator[list[tuple[str, int]]]:

@@ -139,7 +139,7 @@ class Watcher:
             look.swept = sweep
 
     def _hear(self, look: Look) -> None:
-        assert self.queue is not None
+        assert self.queue is not None  # noqa: S101 -- narrows the type: _hear runs only for a watcher given a queue
         messages = self.queue.receive(wait_seconds=self.interval)
         if not messages:
             return

@@ -402,8 +402,8 @@ class Worker:
         now = time.monotonic()
         deadlines = [self._job_checked + self.settings.flush_seconds]
         deadlines += [held.flushed_at + self.settings.flush_seconds for held in self.held]
-        if not self.stopping.is_set():
-            deadlines.append(self._next_claim)
+        if not self.stopping.is_set() and self._wants_chunk():
+            deadlines.append(self._next_claim)  # (only then: a claim time long past would make this loop spin)
         deadlines += list(self.again.values())
         if self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
@@ -417,8 +417,7 @@ class Worker:
         So the next chunk is taken while the last files of the current one still run, and a chunk
         is never held idle while this worker is busy and another worker could take it.
         """
-        while (len(self.held) < MAX_HELD and self.running + sum(len(h.todo) for h in self.held) < self.concurrency
-               and time.monotonic() >= self._next_claim and not any(h.careful for h in self.held)):
+        while self._wants_chunk() and time.monotonic() >= self._next_claim:
             lease = self._store(lambda: self.store.chunks.claim(
                 self.env.job_id, self.env.worker_id, self._own_batch, self.settings.lease_seconds,
                 pending_grace=self.settings.lease_seconds), "claiming a chunk")
@@ -434,6 +433,11 @@ class Worker:
             if lease.chunk.batch_id != self._own_batch:
                 self._own_batch = None  # our own batch is worked out: from now on only steal
             self._hold(lease)
+
+    def _wants_chunk(self) -> bool:
+        """A slot of the pool is free with no file of ours to put in it, and another chunk may be held."""
+        return (len(self.held) < MAX_HELD and self.running + sum(len(h.todo) for h in self.held) < self.concurrency
+                and not any(h.careful for h in self.held))
 
     def _hold(self, lease: Lease) -> None:
         view, missing = self._store(lambda: self.store.files.of_chunk(lease.chunk), "reading files")

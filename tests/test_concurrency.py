@@ -223,3 +223,27 @@ def test_a_retry_spreads_its_files_over_the_workers(settings, store, storage, bu
     assert again.returncode == 0, again.stderr
     by_worker = Counter(call["pid"] for call in lines(calls))
     assert len(by_worker) == 2 and min(by_worker.values()) >= 20
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's own user + system CPU time so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_worker_waiting_on_its_files_in_flight_sleeps(settings, store, storage, bucket):
+    # Given one worker with all sixteen of its files (one chunk) in flight, each taking 10 s, and nothing else to claim
+    register_echo(settings)
+    upload(storage, bucket, {f"in/{i:02d}.txt": "SLOW 10" for i in range(16)})
+    job_id = start(settings, bucket, "--bots", "1", "--concurrency", "16", SPOTBOT_CHUNK_SIZE="16")
+    wait_for(lambda: store.jobs.progress(job_id)[1] == 16, 60, "16 files in flight")
+    pid = next(w.pid for w in store.jobs.get(job_id).workers.values() if w.pid)
+
+    # When it waits for them for two seconds
+    before = cpu_seconds(pid)
+    time.sleep(2)
+    used = cpu_seconds(pid) - before
+
+    # Then it sleeps meanwhile (its deciding loop once polled without pause, a core's worth of CPU)
+    assert used < 0.3, f"the worker used {used:.2f} s of CPU in 2 s with nothing to do but wait"
+    spotbot(settings, "cancel", job_id)

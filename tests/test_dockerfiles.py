@@ -28,5 +28,11 @@ def test_every_dockerfile_starts_from_a_replaceable_base_and_shares_the_first_bl
         found = SHARED.search(path.read_text())
         assert found, f"{path} lacks the shared block"
         blocks[path] = found.group(0)
-        assert "USER 1000:1000" in path.read_text(), f"{path} does not drop to the unprivileged user"
     assert len(set(blocks.values())) == 1, "the shared block differs between Dockerfiles; keep it identical"
+
+
+def test_every_image_ends_as_the_unprivileged_user():
+    # the user the image runs as is its last USER; spotbot runs containers as the image's user (never root)
+    for path in [*DOCKERFILES, ROOT / "deploy" / "docker" / "base.Dockerfile"]:
+        users = re.findall(r"^USER\s+(\S+)", path.read_text(), re.M)
+        assert users and users[-1] == "1000:1000", f"{path}: the last USER is {users[-1] if users else 'missing'}, not 1000:1000"

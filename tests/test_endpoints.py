@@ -29,8 +29,10 @@ def test_model_s3_path_is_unpacked_into_the_model_dir(settings, store, storage, 
 
     assert code == 0, stderr
     assert results(settings, job["job_id"])[0]["labels"] == ["short", "echo"]
-    unpacked = settings.home / "models" / "echo-upper" / "model" / "threshold.txt"
+    # unpacked into a folder of a random name (no reference can name it ahead), the archive itself gone
+    (unpacked,) = (settings.home / "models" / "echo-upper").glob("model-*/threshold.txt")
     assert unpacked.stat().st_mode & 0o777 == 0o644
+    assert not list((settings.home / "models" / "echo-upper").glob("*.tar.gz"))
 
 
 def test_serving_contract_ping_invocations_and_errors(settings, store):

@@ -43,6 +43,7 @@ else:  # loaded from its file (framework.endpoints.serving's python:endpoint.py)
 TOP_K = 5
 CROP_PADDING = 32  # TF EfficientNet eval: centre crop of size/(size+32) of the shorter side, then resize
 FORMATS = ["JPEG", "PNG", "BMP", "TIFF", "GIF"]
+MAX_PIXELS = 50_000_000  # a photo past this is a decompression bomb: refused from its header, before decoding
 
 CORES = os.cpu_count() or 1
 PASS_IMAGES = 16  # images per forward pass of a batch: bounds its activations to ~300 MB
@@ -118,13 +119,19 @@ def model_fn(model_dir):
 def decode_image(body: bytes, size: int = efficientnet_lite.IMAGE_SIZE) -> np.ndarray:
     """Image bytes -> the (size, size, 3) uint8 RGB the model sees: centre crop, bicubic resize."""
     try:
-        image = Image.open(io.BytesIO(body), formats=FORMATS)
-        image.draft("RGB", (2 * size, 2 * size))  # big JPEGs: decode at a reduced scale, still >= 2x the target
-        image = ImageOps.exif_transpose(image)  # camera photos stored sideways; GIF/TIFF: the first frame
+        image = Image.open(io.BytesIO(body), formats=FORMATS)  # reads the header only
+        if image.width * image.height > MAX_PIXELS:
+            too_large = f"{image.width} x {image.height} pixels, more than {MAX_PIXELS}"
+        else:
+            too_large = ""
+            image.draft("RGB", (2 * size, 2 * size))  # big JPEGs: decode at a reduced scale, still >= 2x the target
+            image = ImageOps.exif_transpose(image)  # camera photos stored sideways; GIF/TIFF: the first frame
     except UnidentifiedImageError:
         raise ValueError(f"the body is not an image in any of {', '.join(FORMATS)}") from None
     except Exception as exc:  # PIL raises many types for bad data
         raise ValueError(f"cannot read the body as an image ({', '.join(FORMATS)}): {exc}") from exc
+    if too_large:
+        raise ValueError(f"the image is {too_large}: refused before decoding")
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float TIFFs: stretch to 8 bits
         values = np.asarray(image, np.float32)
         low, high = float(values.min()), float(values.max())

@@ -4,7 +4,12 @@ Every address the host name resolves to is checked before anything connects; the
 then goes to an address that was checked (a second DNS answer cannot swap in another), and
 each redirect is checked the same way. Loopback, private, link-local, shared, reserved and
 multicast addresses are refused unless SPOTBOT_API_FETCH_ALLOW_NETWORKS names their network.
-The size, the total time and the content type of a download are bounded.
+The size and the content type of a download are bounded, and so is its total time: one deadline
+for the whole of it (resolving, connecting, TLS, the status line and headers, the body, every
+redirect). A socket timeout bounds each wait only, so a server sending a byte of its headers
+now and then would hold a thread for ever; at the deadline a watchdog shuts the connection's
+socket, which ends whatever read is under way. The image's header is then read for its size in
+pixels (formats.require_image), never its pixels.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import certifi
 import urllib3
+import urllib3.connection
 
 from ..errors import ConfigError, ImageRefused
 from ..settings import Settings
@@ -31,6 +37,83 @@ REDIRECTS = (301, 302, 303, 307, 308)
 READ_SIZE = 64 * 1024
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Deadline:
+    """One download's deadline: the sockets it opens are shut when it passes (at once, if it has).
+
+    It keeps a duplicate of each socket's descriptor: a shutdown through it ends the connection
+    whichever object holds it by then (TLS wraps the plain socket in a new one), and the number
+    cannot have been given to another file meanwhile.
+    """
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.passed = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def left(self) -> float:
+        return max(0.1, self.at - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock.dup())
+            if self.passed:
+                _shut(self._sockets[-1])
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()  # the duplicates only: the connections' own sockets are their pools'
+            self._sockets.clear()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:  # shutdown, not close: it wakes a thread blocked in recv on the connection at once
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already
+
+
+class _Watched:
+    """A connection whose plain socket its download's Deadline watches from the moment it is connected,
+    so a TLS handshake or headers that trickle in are cut off too."""
+
+    def __init__(self, *args, deadline: Deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        self.deadline.watch(sock)
+        return sock
+
+
+class WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class WatchedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = WatchedHTTPConnection
+
+
+class WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = WatchedHTTPSConnection
 
 
 @dataclass(frozen=True)
@@ -73,6 +156,7 @@ class ImageFetcher:
 
     def __init__(self, settings: Settings):
         self.max_bytes = settings.api_fetch_max_bytes
+        self.max_pixels = settings.api_max_pixels
         self.timeout = settings.api_fetch_timeout
         self.allowed = parse_networks(settings.api_fetch_allow_networks)
 
@@ -80,7 +164,17 @@ class ImageFetcher:
         """The image at url (HTTP 200, an image content type, at most max_bytes, within timeout), or ImageRefused."""
         if require_extension and url_extension(url) not in EXTENSIONS:
             raise ImageRefused(f"must name a file ending in .{', .'.join(EXTENSIONS)}", field=field, url=url)
-        deadline = time.monotonic() + self.timeout
+        deadline = Deadline(self.timeout)
+        try:
+            return self._follow(url, field, deadline)
+        except ImageRefused:
+            if deadline.passed:  # whatever broke off (a read, a connection), the deadline did it
+                raise self._too_slow(field, url) from None
+            raise
+        finally:
+            deadline.cancel()
+
+    def _follow(self, url: str, field: str, deadline: Deadline) -> FetchedImage:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             response = self._get(current, field, deadline)
@@ -97,7 +191,11 @@ class ImageFetcher:
                 response.close()
         raise ImageRefused(f"redirected more than {MAX_REDIRECTS} times", field=field, url=url)
 
-    def _get(self, url: str, field: str, deadline: float) -> urllib3.BaseHTTPResponse:
+    def _too_slow(self, field: str, url: str) -> ImageRefused:
+        return ImageRefused(f"took longer than {self.timeout:g} s to download (SPOTBOT_API_FETCH_TIMEOUT)",
+                            field=field, url=url)
+
+    def _get(self, url: str, field: str, deadline: Deadline) -> urllib3.BaseHTTPResponse:
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -113,15 +211,15 @@ class ImageFetcher:
         port = port or (443 if parts.scheme == "https" else 80)
         address = self._checked_address(host, port, field, url, deadline)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        left = max(0.1, deadline - time.monotonic())
+        left = deadline.left()
         timeout = urllib3.Timeout(connect=left, read=left)
         if parts.scheme == "https":
             # connect to the checked address, but verify the certificate for the name the caller gave
-            pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            pool: urllib3.HTTPConnectionPool = WatchedHTTPSPool(
                 str(address), port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
-                ca_certs=certifi.where(), assert_hostname=host, server_hostname=host)
+                ca_certs=certifi.where(), assert_hostname=host, server_hostname=host, deadline=deadline)
         else:
-            pool = urllib3.HTTPConnectionPool(str(address), port, timeout=timeout, retries=False)
+            pool = WatchedPool(str(address), port, timeout=timeout, retries=False, deadline=deadline)
         headers = {"Host": parts.netloc, "User-Agent": "spotbot-api", "Accept": ", ".join(CONTENT_TYPES),
                    "Accept-Encoding": "identity"}  # a compressed body could expand past the size limit unseen
         try:
@@ -130,7 +228,7 @@ class ImageFetcher:
         except urllib3.exceptions.HTTPError as exc:
             raise ImageRefused(f"could not be fetched from {parts.netloc}: {_reason(exc)}", field=field, url=url) from None
 
-    def _checked_address(self, host: str, port: int, field: str, url: str, deadline: float) -> Address:
+    def _checked_address(self, host: str, port: int, field: str, url: str, deadline: Deadline) -> Address:
         """An address of host to connect to, after every address it resolves to was checked."""
         try:
             addresses = [ipaddress.ip_address(host)]
@@ -146,7 +244,7 @@ class ImageFetcher:
                                    "SPOTBOT_API_FETCH_ALLOW_NETWORKS names the network", field=field, url=url)
         return addresses[0]
 
-    def _resolve(self, host: str, port: int, field: str, url: str, deadline: float) -> list[Address]:
+    def _resolve(self, host: str, port: int, field: str, url: str, deadline: Deadline) -> list[Address]:
         # getaddrinfo has no timeout of its own: it runs on a daemon thread, and the caller waits at most the time left
         answer: list = []
 
@@ -158,7 +256,7 @@ class ImageFetcher:
 
         thread = threading.Thread(target=resolve, name="spotbot-resolve", daemon=True)
         thread.start()
-        thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        thread.join(timeout=deadline.left())
         if not answer:
             raise ImageRefused(f"host {host} did not resolve within {self.timeout:g} s", field=field, url=url)
         infos = answer[0]
@@ -173,7 +271,7 @@ class ImageFetcher:
             raise ImageRefused(f"host {host} does not resolve", field=field, url=url)
         return found
 
-    def _image(self, response: urllib3.BaseHTTPResponse, field: str, url: str, deadline: float) -> FetchedImage:
+    def _image(self, response: urllib3.BaseHTTPResponse, field: str, url: str, deadline: Deadline) -> FetchedImage:
         if response.status != 200:
             raise ImageRefused(f"answered HTTP {response.status}, not 200", field=field, url=url)
         kind = media_type(response.headers.get("Content-Type"))
@@ -186,8 +284,8 @@ class ImageFetcher:
         data = bytearray()
         try:
             while True:
-                if time.monotonic() > deadline:
-                    raise ImageRefused(f"took longer than {self.timeout:g} s to download", field=field, url=url)
+                if deadline.passed:
+                    raise self._too_slow(field, url)
                 piece = response.read1(READ_SIZE, decode_content=False)  # returns what one receive brought
                 if not piece:
                     break
@@ -196,7 +294,9 @@ class ImageFetcher:
                     raise self._too_large(field, url)
         except urllib3.exceptions.HTTPError as exc:
             raise ImageRefused(f"download broke off: {_reason(exc)}", field=field, url=url) from None
-        return FetchedImage(bytes(data), require_image(bytes(data), field=field, url=url))
+        if deadline.passed:  # the watchdog's shutdown reads as the end of a body sent without a length
+            raise self._too_slow(field, url)
+        return FetchedImage(bytes(data), require_image(bytes(data), field=field, url=url, max_pixels=self.max_pixels))
 
     def _too_large(self, field: str, url: str) -> ImageRefused:
         return ImageRefused(f"is larger than {self.max_bytes} bytes (SPOTBOT_API_FETCH_MAX_BYTES)", field=field,

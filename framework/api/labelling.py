@@ -71,7 +71,7 @@ class ImageLabelling:
         self.scheduler, self.background, self.fetcher = scheduler, background, fetcher
         self.bot = settings.api_image_bot
         self.job_id = settings.api_image_job
-        root = parse_uri(settings.api_images_uri, field="SPOTBOT_API_IMAGES_URI")
+        root = parse_uri(settings.images_uri(), field="SPOTBOT_API_IMAGES_URI")
         self.images = S3Location(root.bucket, root.key("images") + "/")
         self.labels = S3Location(root.bucket, root.key("labels") + "/")
         self._lock = threading.Lock()
@@ -103,7 +103,8 @@ class ImageLabelling:
             raise NotReady(f"the image bot {self.bot!r} is not registered; register it with `spotbot bots register "
                            "bots/image_labeller/bot_config.json` or POST /bots, or name another in "
                            "SPOTBOT_API_IMAGE_BOT", bot=self.bot) from None
-        self.storage.ensure_bucket(self.images.bucket)
+        self.storage.ensure_bucket(self.images.bucket, expected_owner=self.settings.aws_account(),
+                                   field="SPOTBOT_API_IMAGES_URI")
         job = self.scheduler.open(self.bot, self.images.uri, self.labels.uri, job_id=self.job_id)
         self.background.supervise(job.job_id)
         self._opened = True

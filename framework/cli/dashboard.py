@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from ..errors import ConfigError
 from .app import Context, handled, main
 
-TOKEN_FILE = "dashboard-token"
+TOKEN_FILE = "dashboard-token"  # noqa: S105 -- a file name, not a password
 
 
 def dashboard_token(home: Path) -> Path:

@@ -30,13 +30,15 @@ def endpoints_list(obj: Context, as_json: bool) -> None:
 
 @endpoints.command("delete")
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Delete it even while a running job's bot uses it.")
+@click.option("--force", is_flag=True, help="Delete it even while a running job's bot uses it, or when spotbot did "
+              "not create it (a SageMaker endpoint without the spotbot:managed=true tag).")
 @click.pass_obj
 @handled
 def endpoints_delete(obj: Context, name: str, force: bool) -> None:
     """Stop an endpoint and forget it; a SageMaker endpoint is deleted with its config and model.
 
-    Refused while a running job uses it, unless --force. Example: spotbot endpoints delete doc-ocr
+    Refused while a running job uses it, and for a SageMaker endpoint, config or model spotbot did not
+    create, unless --force. Example: spotbot endpoints delete doc-ocr
     """
     from ..endpoints import EndpointManager
 

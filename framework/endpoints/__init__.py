@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tarfile
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +16,7 @@ from ..retry import retrying
 from ..settings import Settings
 from ..storage import Storage
 from ..store import Store
+from .model_archive import unpack
 
 log = logging.getLogger("spotbot.endpoints")
 
@@ -24,8 +25,9 @@ class EndpointBackend(Protocol):
     """What a way of running endpoints provides; one file per backend.
 
     Optional attributes: `unpacks_model` (False when the service fetches model_s3_path itself:
-    start() then gets no model_dir) and `start_timeout` (seconds start() may take, when not
-    SPOTBOT_ENDPOINT_START_TIMEOUT).
+    start() then gets no model_dir), `start_timeout` (seconds start() may take, when not
+    SPOTBOT_ENDPOINT_START_TIMEOUT) and `guards_ownership` (True when stop() refuses what the
+    backend did not create and takes `force=True` to delete it anyway).
     """
 
     name: str
@@ -138,23 +140,31 @@ class EndpointManager:
         return endpoint
 
     def _model_dir(self, spec: EndpointSpec) -> Path:
-        """The unpacked model_s3_path (a tar.gz), or an empty directory when there is none."""
+        """The unpacked model_s3_path (a tar.gz), or an empty folder when there is none.
+
+        Each start unpacks into a new folder of a random name, SPOTBOT_HOME/models/<endpoint>/model-XXXXXXXX
+        (the endpoint's earlier ones go): no python: reference can name it before it exists, and a name with a
+        '-' in it is no importable package. The archive is removed once unpacked.
+        """
         root = (self.settings.home / "models" / spec.name).resolve()
-        model_dir = root / "model"
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        model_dir.mkdir(parents=True)
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        model_dir = Path(tempfile.mkdtemp(prefix="model-", dir=root))
         if spec.model_s3_path:
             if self.storage is None:
                 raise EndpointError("no S3 storage to download the model from", name=spec.name)
             archive = root / "model.tar.gz"
-            self.storage.download(spec.model_s3_path, str(archive))
             try:
-                with tarfile.open(archive) as tar:
-                    tar.extractall(model_dir, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                raise EndpointError(f"model_s3_path {spec.model_s3_path} is not a readable tar.gz: {exc}", name=spec.name) from None
-            readable_by_all(model_dir)
+                self.storage.download(spec.model_s3_path, str(archive))
+                unpack(archive, model_dir, source=spec.model_s3_path, max_bytes=self.settings.model_max_bytes,
+                       max_files=self.settings.model_max_files)
+            except EndpointError as exc:
+                exc.name = spec.name
+                raise
+            finally:
+                archive.unlink(missing_ok=True)  # the unpacked files are what is used: the archive would double the disk
+        readable_by_all(model_dir)
         return model_dir
 
     def list(self) -> list[tuple[Endpoint, bool]]:
@@ -169,7 +179,8 @@ class EndpointManager:
         """Stop (for SageMaker: delete endpoint, config and model) and forget an endpoint.
 
         Refused while a job that is not over runs a bot calling it, unless forced: its workers
-        would fail every file they have left.
+        would fail every file they have left. A backend that guards ownership (SageMaker) also
+        refuses, unless forced, to delete what spotbot did not create.
         """
         found = self.store.endpoints.get(name)
         if found is None:
@@ -178,7 +189,11 @@ class EndpointManager:
         if users and not force:
             raise InUse(f"endpoint {name!r} is used by job(s) {', '.join(users)} that are still running: cancel them "
                         "first (`spotbot cancel JOB`) or pass --force", name=name, jobs=users)
-        self.backend(found[0].backend).stop(found[0])
+        owner = self.backend(found[0].backend)
+        if force and getattr(owner, "guards_ownership", False):
+            owner.stop(found[0], force=True)
+        else:
+            owner.stop(found[0])
         self.store.endpoints.delete(name)
 
     def users(self, name: str) -> list[str]:

@@ -5,6 +5,10 @@ SAGEMAKER_BIND_TO_PORT (a free port: several endpoints cannot all listen on 8080
 and SPOTBOT_SERVE_HOST=127.0.0.1 (on the host network 0.0.0.0 would open it to the LAN); the
 serving entry point of spotbot's images (framework.endpoints.serving) honours both.
 model_s3_path, unpacked by the EndpointManager, is mounted read-only at /opt/ml/model.
+It runs confined like a worker (framework/containers.py): no capabilities, a read-only root
+with a tmpfs at /tmp, an unprivileged user. An image that must start as root (nginx binding
+port 80, then dropping to a worker user) or write outside /tmp does not run here, though it
+may on SageMaker.
 
 Starting waits, at most SPOTBOT_ENDPOINT_START_TIMEOUT, for GET /ping to answer 200; when it
 does not, the error names the image and shows the container's last log lines, and the
@@ -70,8 +74,6 @@ class DockerEndpoints(HttpInvoker):
             labels=self.engine.labels("endpoint", endpoint=spec.name, image=spec.image, port=str(port)),
             volumes={str(model_dir): {"bind": MODEL_DIR, "mode": "ro"}},
             init=True,
-            # the engine's default capabilities, as SageMaker runs an image: serving stacks such as
-            # nginx + gunicorn start as root and drop to a worker user themselves
             **limits(self.settings.docker_endpoint_cpus, self.settings.docker_endpoint_memory),
         )
         url = f"http://127.0.0.1:{port}"

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from urllib.parse import urlsplit
+
 import requests
 
 from ..errors import EndpointError, UnsupportedReference
 from ..models import Endpoint, EndpointSpec, EndpointStatus
+from ..processes import pid_alive, runs, stop_group
 from ..settings import Settings
 from .invoke import HttpInvoker
 from .serving import batching_environment
@@ -32,22 +34,6 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited; its pid only waits for its parent
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class ProcessEndpoints(HttpInvoker):
@@ -120,17 +106,12 @@ class ProcessEndpoints(HttpInvoker):
         return bool(endpoint.url) and self._ping(endpoint.url)
 
     def stop(self, endpoint: Endpoint) -> None:
-        if endpoint.host != self.host or not pid_alive(endpoint.pid):
-            return
-        try:
-            cmdline = Path(f"/proc/{endpoint.pid}/cmdline").read_bytes()
-        except OSError:
-            return
-        if SERVING_MODULE.encode() not in cmdline:
-            return  # the pid was reused by something that is not ours
-        os.killpg(endpoint.pid, signal.SIGTERM)
-        for _ in range(50):
-            if not pid_alive(endpoint.pid):
-                return
-            time.sleep(0.1)
-        os.killpg(endpoint.pid, signal.SIGKILL)
+        """Stop the endpoint's process group, each signal only while the pid is still this endpoint's server."""
+        if endpoint.host == self.host:
+            stop_group(endpoint.pid, lambda pid: self.serves(pid, endpoint))
+
+    @staticmethod
+    def serves(pid: int, endpoint: Endpoint) -> bool:
+        """Whether process pid is the server of this endpoint: the serving module, on the endpoint's port."""
+        port = urlsplit(endpoint.url or "").port
+        return port is not None and runs(pid, SERVING_MODULE, "--port", str(port))

@@ -5,6 +5,12 @@ An endpoint SageMaker reports as serving (or on its way there) is reused and nev
 recreated; a missing one is created as model + endpoint config + endpoint, all three named
 after it; one that failed, or is out of service, is deleted with its config and model and
 created again.
+
+What spotbot creates carries the tag spotbot:managed=true, and spotbot uses and deletes only
+what carries it: an endpoint, config or model of the same name that someone else made (in
+the console, another tool) is neither reused, replaced nor deleted; `spotbot endpoints delete
+--force` deletes one anyway. Names are per account and region, so without this check a bot
+named like a production endpoint would send its files there, or delete it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 import botocore.exceptions
 
 from .. import aws
-from ..errors import ConfigError, EndpointError, UnsupportedReference
+from ..errors import ConfigError, EndpointError, NotOurs, UnsupportedReference
 from ..models import Endpoint, EndpointSpec, EndpointStatus
 from ..settings import Settings
 from .serving import batching_environment
@@ -33,6 +39,9 @@ PROGRESS_SECONDS = 30.0
 LONGEST_POLL = 15.0
 NEW_ENDPOINT_GRACE = 30.0
 # invoke errors worth trying again (SageMaker's and the model's own 5xx / 429 behind ModelError)
+# the tag that marks a model, endpoint config or endpoint as spotbot's own (and the operator role's
+# IAM policy in deploy/aws/ allows deleting only what carries it)
+MANAGED_TAG = "spotbot:managed"
 TRANSIENT_INVOKE = {"ServiceUnavailable", "InternalFailure", "ThrottlingException", "ModelNotReadyException",
                     "InternalDependencyException"}
 
@@ -42,9 +51,18 @@ def is_missing(exc: botocore.exceptions.ClientError) -> bool:
     return aws.code_of(exc) in ("ValidationException", "ValidationError") and "Could not find" in aws.message_of(exc)
 
 
+def not_ours(kind: str, name: str, arn: str) -> NotOurs:
+    return NotOurs(
+        f"SageMaker {kind} {name!r} was not created by spotbot (it has no {MANAGED_TAG}=true tag), so spotbot "
+        f"neither uses, replaces nor deletes it: name another endpoint in endpoint_name, delete it with "
+        f"`spotbot endpoints delete {name} --force`, or, to hand it to spotbot, tag it: aws sagemaker add-tags "
+        f"--resource-arn {arn} --tags Key={MANAGED_TAG},Value=true", name=name, arn=arn)
+
+
 class SageMakerEndpoints:
     name = "sagemaker"
     unpacks_model = False  # SageMaker downloads ModelDataUrl into /opt/ml/model itself
+    guards_ownership = True  # stop() takes force=True to delete what spotbot did not create
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -74,7 +92,9 @@ class SageMakerEndpoints:
         if not NAME.match(spec.name):
             raise ConfigError(f"{spec.name!r} is not a SageMaker endpoint name: letters, digits and '-' only, "
                               "at most 63 characters", field="endpoint_name")
-        status = self._status(spec.name)
+        description = self._describe(spec.name)
+        self._check_ours("endpoint", spec.name, description.get("EndpointArn"))
+        status = description.get("EndpointStatus")
         if status in GONE:
             log.warning("endpoint %s is %s (%s); deleting it to create it again", spec.name, status,
                         self._describe(spec.name).get("FailureReason", "no reason given"))
@@ -118,9 +138,12 @@ class SageMakerEndpoints:
                 transient=code in TRANSIENT_INVOKE or status >= 500 or status == 429,
             ) from None
 
-    def stop(self, endpoint: Endpoint) -> None:
-        """Delete the endpoint, its endpoint config and its models (what exists of them)."""
-        self._delete(endpoint.name)
+    def stop(self, endpoint: Endpoint, *, force: bool = False) -> None:
+        """Delete the endpoint, its endpoint config and its models (what exists of them).
+
+        Refused (NotOurs) for any of them spotbot did not create, unless forced.
+        """
+        self._delete(endpoint.name, force=force)
 
     # --- SageMaker calls ----------------------------------------------------------------------
 
@@ -141,6 +164,17 @@ class SageMakerEndpoints:
     def _status(self, name: str) -> str | None:
         return self._describe(name).get("EndpointStatus")
 
+    def _ours(self, arn: str) -> bool:
+        """Whether the resource carries spotbot's tag (created by spotbot)."""
+        with aws.calling("sagemaker", f"reading the tags of {arn}", EndpointError):
+            pages = self.sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn)
+            return any(tag["Key"] == MANAGED_TAG and tag["Value"] == "true" for page in pages for tag in page["Tags"])
+
+    def _check_ours(self, kind: str, name: str, arn: str | None, *, force: bool = False) -> None:
+        """Raise NotOurs when the resource exists (has an ARN) without spotbot's tag, unless forced."""
+        if arn and not force and not self._ours(arn):
+            raise not_ours(kind, name, arn)
+
     def _create(self, spec: EndpointSpec) -> None:
         """Model, endpoint config and endpoint, named after the endpoint; leftovers of an earlier attempt go first.
 
@@ -148,12 +182,13 @@ class SageMakerEndpoints:
         leaves behind; it may describe an older image, so it is replaced rather than trusted.
         """
         name = spec.name
-        self._delete_config_and_models(name, name, leftover=True)
+        self._delete_config_and_models(name, name, leftover=True, force=False)
         # spotbot's serving entry point reads these; another image ignores them
         container = {"Image": spec.image, "Environment": batching_environment(self.settings)}
         if spec.model_s3_path:
             container["ModelDataUrl"] = spec.model_s3_path
-        tags = [{"Key": "spotbot:endpoint", "Value": name}]
+        tags = [{"Key": MANAGED_TAG, "Value": "true"}, {"Key": "spotbot:endpoint", "Value": name},
+                {"Key": "spotbot:index-prefix", "Value": self.settings.index_prefix}]
         what = f"creating endpoint {name!r}"
         with aws.calling("sagemaker", what, EndpointError):
             self.sagemaker.create_model(ModelName=name, PrimaryContainer=container,
@@ -204,9 +239,10 @@ class SageMakerEndpoints:
             time.sleep(min(LONGEST_POLL, self.settings.poll_seconds * 5))
         return None
 
-    def _delete(self, name: str) -> None:
+    def _delete(self, name: str, *, force: bool = False) -> None:
         description = self._describe(name)
         config = description.get("EndpointConfigName", name)
+        self._check_ours("endpoint", name, description.get("EndpointArn"), force=force)
         if description:
             with aws.calling("sagemaker", f"deleting endpoint {name!r}", EndpointError):
                 try:
@@ -215,15 +251,34 @@ class SageMakerEndpoints:
                     if not is_missing(exc):
                         raise
             log.info("deleted SageMaker endpoint %s", name)
-        self._delete_config_and_models(name, config)
+        self._delete_config_and_models(name, config, force=force)
 
-    def _delete_config_and_models(self, name: str, config: str, *, leftover: bool = False) -> None:
-        """Delete an endpoint config and the models its variants name (or the model named `name`)."""
+    def _delete_config_and_models(self, name: str, config: str, *, leftover: bool = False, force: bool) -> None:
+        """Delete an endpoint config and the models its variants name (or the model named `name`).
+
+        Each is checked to be spotbot's before anything is deleted, so a refusal leaves all in place.
+        """
         models = {name}
         with aws.calling("sagemaker", f"deleting endpoint config {config!r}", EndpointError):
             try:
-                variants = self.sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
-                models = {variant["ModelName"] for variant in variants} | ({name} if config == name else set())
+                described = self.sagemaker.describe_endpoint_config(EndpointConfigName=config)
+            except botocore.exceptions.ClientError as exc:
+                if not is_missing(exc):
+                    raise
+                described = {}
+            if described:
+                models = {variant["ModelName"] for variant in described["ProductionVariants"]} | (
+                    {name} if config == name else set())
+            self._check_ours("endpoint config", config, described.get("EndpointConfigArn"), force=force)
+            for model in sorted(models):
+                try:
+                    arn = self.sagemaker.describe_model(ModelName=model)["ModelArn"]
+                except botocore.exceptions.ClientError as exc:
+                    if not is_missing(exc):
+                        raise
+                    continue
+                self._check_ours("model", model, arn, force=force)
+            try:
                 self.sagemaker.delete_endpoint_config(EndpointConfigName=config)
                 if leftover:
                     log.warning("removed endpoint config %s left by an earlier attempt", config)

@@ -3,8 +3,10 @@
 The container receives the seed's worker environment (Scheduler.worker_environment) and runs
 on the host network, so it reaches Elasticsearch, S3 and the endpoints at the very addresses
 the settings hold (the embedded stack listens on 127.0.0.1). Limits come from
-SPOTBOT_DOCKER_CPUS and SPOTBOT_DOCKER_MEMORY; it has no capabilities, gains no privileges,
-and mounts no host path but those SPOTBOT_DOCKER_MOUNTS names.
+SPOTBOT_DOCKER_CPUS and SPOTBOT_DOCKER_MEMORY; it runs confined as every spotbot container
+(framework/containers.py: no capabilities, no new privileges, a read-only root with a tmpfs at
+/tmp, a process limit, an unprivileged user) and mounts no host path but those
+SPOTBOT_DOCKER_MOUNTS names.
 
 A container that ended is reaped by whoever polls it (the supervisor of `submit --wait` or
 `spotbot supervise`): its exit code, whether it ran out of memory and its log are kept under
@@ -30,7 +32,8 @@ from ..settings import Settings
 from .base import WorkerSpec
 
 # Inside a container the host's SPOTBOT_HOME means nothing; a worker needs a writable home only
-# for the scratch files of an endpoint restart, which it leaves to the supervisor anyway.
+# for the scratch files of an endpoint restart, which it leaves to the supervisor anyway. Under
+# /tmp: the one writable place of a container with a read-only root.
 CONTAINER_HOME = "/tmp/spotbot"
 
 
@@ -64,7 +67,6 @@ class DockerLauncher:
             labels=self.engine.labels("worker", job=spec.job_id, worker=spec.worker_id, bot=spec.bot.name,
                                       batch=str(spec.batch_id)),
             volumes=self._mounts(),
-            cap_drop=["ALL"],
             init=True,  # a real PID 1 that forwards signals, so `docker stop` stops the worker at once
             **limits(self.settings.docker_cpus, self.settings.docker_memory),
         )

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ..endpoints.process import pid_alive, tail
+from ..endpoints.process import tail
 from ..errors import ConfigError, LaunchError, UnsupportedReference
 from ..models import BotConfig, Worker, WorkerState
+from ..processes import is_worker
 from ..settings import Settings
 from .base import WorkerSpec
 
@@ -79,9 +80,15 @@ class ProcessLauncher:
             return (WorkerState.EXITED if code == 0 else WorkerState.FAILED), code
         if worker.state in (WorkerState.EXITED, WorkerState.FAILED):
             return worker.state, worker.exit_code
-        if worker.host == self.host and not pid_alive(worker.pid):
+        if worker.host == self.host and not self._alive(worker):
             return WorkerState.LOST, None
         return worker.state, None
+
+    @staticmethod
+    def _alive(worker: Worker) -> bool:
+        """Whether the worker's process still runs: its pid alive and not since given to another process
+        (a process whose environment cannot be read is taken for it, to lose no worker that runs)."""
+        return is_worker(worker.pid, worker.id) is not False
 
     def last_words(self, worker: Worker) -> str:
         lines = tail(self._log_path(worker.job_id, worker.id), 1)
@@ -93,7 +100,7 @@ class ProcessLauncher:
             raise LaunchError(f"no log of worker {worker.id} on this machine ({self.host}); it ran on {worker.host}")
         with open(path, errors="replace") as log:
             while True:
-                alive = follow and pid_alive(worker.pid)  # asked before reading, so its last lines are read too
+                alive = follow and self._alive(worker)  # asked before reading, so its last lines are read too
                 for line in log:
                     yield line.rstrip("\n")
                 if not alive:
@@ -104,7 +111,9 @@ class ProcessLauncher:
         return self.settings.home / "logs" / job_id / f"{worker_id}.log"
 
     def stop(self, worker: Worker) -> None:
-        if worker.host == self.host and pid_alive(worker.pid):
+        """SIGTERM to the worker's process group (it stops gracefully, saying why), once its process shows it is
+        that worker: the recorded pid may belong to another process by now."""
+        if worker.host == self.host and is_worker(worker.pid, worker.id) is True:
             try:
                 os.killpg(worker.pid, signal.SIGTERM)
             except ProcessLookupError:

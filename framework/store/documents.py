@@ -133,7 +133,7 @@ def bulk(store: "Store", writes: list[Write], *, what: str) -> list[Outcome]:
         if time.monotonic() + delay > deadline:
             raise StoreUnavailable(f"{what}: Elasticsearch kept refusing {len(pending)} of {len(writes)} write(s) "
                                    f"for {store.retry_seconds:.0f}s (last: {last})", url=store.engine.address)
-        time.sleep(delay * random.uniform(0.5, 1.0))
+        time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 -- jitter of a backoff, not a secret
         delay = min(MAX_DELAY, delay * 2)
     return [outcome for outcome in outcomes if outcome is not None]
 

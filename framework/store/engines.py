@@ -92,7 +92,7 @@ def detect(connection: Connection) -> str:
         if version.get("distribution") == "opensearch" or int(str(version.get("number", "0")).split(".")[0]) < 8:
             return "opensearch"
         return "elasticsearch"
-    assert failure is not None  # connect() refuses a connection without URLs
+    assert failure is not None  # noqa: S101 -- narrows the type (see the comment); connect() refuses a connection without URLs
     raise failure
 
 

@@ -61,7 +61,7 @@ class JobStore(DocumentStore):
                 return job
             if self._write_if(job_id, changed.model_dump(mode="json"), seq_no, primary_term) is not None:
                 return changed
-            time.sleep(delay * random.uniform(0.5, 1.5))
+            time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 -- jitter of a backoff, not a secret
             delay = min(0.5, delay * 2)
         raise Contention(f"job {job_id!r} kept changing under us; try again", job_id=job_id)
 

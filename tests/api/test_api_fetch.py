@@ -5,6 +5,10 @@ connected to, so nothing leaves the machine."""
 from __future__ import annotations
 
 import socket
+import struct
+import threading
+import time
+import zlib
 
 import pytest
 
@@ -122,3 +126,101 @@ def test_the_image_routes_refuse_what_the_fetcher_refuses(api, photos):
     posted = api.post("/images", json={"url": "http://10.0.0.7/cat.png"})
     assert posted.status_code == 422 and "10.0.0.7 is a private address" in posted.json()["message"]
     assert photos.requests == []
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height pixels (8-bit RGB), with almost no pixel data behind it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+class SlowHeaders:
+    """A real server that answers a status line, then one byte of a header every 0.2 s for up to 60 s: each read
+    of the client's returns well within any per-read timeout. It notes when the client hangs up.
+
+    With tls, it answers a TLS client hello with the header of a 16 kB handshake record, then its bytes one at a
+    time: the handshake itself trickles."""
+
+    def __init__(self, tls: bool = False):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.listener.getsockname()[1]}/cat.png"
+        self.stop = threading.Event()
+        self.hung_up = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"\x16\x03\x03\x3f\xff" if self.tls else b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Slow: ")
+                ends = time.monotonic() + 60
+                while not self.stop.is_set() and time.monotonic() < ends:
+                    conn.sendall(b"a")
+                    time.sleep(0.2)
+            except OSError:
+                self.hung_up.set()  # the fetcher closed the connection under our feet: as it should
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.fixture(params=["headers", "tls"])
+def slow_headers(request):
+    server = SlowHeaders(tls=request.param == "tls")
+    yield server
+    server.close()
+
+
+def test_one_deadline_bounds_a_download_even_while_its_headers_trickle_in(slow_headers):
+    # Given a server that sends its headers (or its TLS handshake) a byte at a time, and a 2 s deadline
+    fetch = fetcher(api_fetch_allow_networks="127.0.0.1/32", api_fetch_timeout=2)
+    outcome: list = []
+
+    # When an image is fetched from it, on a thread of its own
+    worker = threading.Thread(target=lambda: outcome.append(refused(fetch, slow_headers.url)), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout=20)  # the server would go on for 60 s: a fetch still there at 20 s ignored its deadline
+
+    # Then the fetch gave up at its deadline, refused as too slow, having hung up on the server
+    assert not worker.is_alive(), "the download was still held 20 s later, with a 2 s deadline"
+    assert outcome and "took longer than 2 s to download (SPOTBOT_API_FETCH_TIMEOUT)" in str(outcome[0]), outcome
+    assert outcome[0].field == "url"
+    assert slow_headers.hung_up.wait(5), "the server never saw the fetcher hang up"
+    print(f"\n{slow_headers.url.split(':')[0]}, trickling in: the fetch gave up after {time.monotonic() - started:.1f} s (deadline 2 s)")
+
+
+def test_an_image_past_the_pixel_limit_is_refused_from_its_header_without_being_decoded(photos):
+    # Given a PNG of a few hundred bytes whose header claims 50000 x 50000 pixels (7.5 GB once decoded)
+    bomb = png_declaring(50_000, 50_000)
+    assert len(bomb) < 200
+    photos.pages["/bomb.png"] = Page(bomb)
+    photos.pages["/cat.png"] = Page(PNG)
+    photos.pages["/broken.png"] = Page(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    fetch = fetcher(api_fetch_allow_networks="127.0.0.1/32", api_max_pixels=10_000_000)
+
+    # When it is fetched, then it is refused (413) naming its size and the setting; a photo still passes
+    too_many = refused(fetch, photos.url("/bomb.png"))
+    assert too_many.status == 413 and too_many.field == "url"
+    assert "is 50000 x 50000 pixels, more than 10000000 (SPOTBOT_API_MAX_PIXELS); refused before decoding" in \
+        str(too_many)
+    assert fetch.fetch(photos.url("/cat.png")).format == "png"
+    # and bytes with an image's signature but no readable header are no image
+    broken = refused(fetch, photos.url("/broken.png"))
+    assert broken.status == 415 and "not a readable PNG image" in str(broken)
+
+
+def test_an_upload_past_the_pixel_limit_is_refused(api):
+    # the upload route, at the setting's default (40 million pixels)
+    answer = api.post("/images", data=png_declaring(50_000, 50_000), headers={"Content-Type": "image/png"})
+    assert answer.status_code == 413 and answer.json()["field"] == "body", answer.text
+    assert "50000 x 50000 pixels, more than 40000000" in answer.json()["message"]

@@ -14,8 +14,8 @@ from conftest import BOTS, cli_env, register_echo, results, spotbot, submit, upl
 
 from framework.endpoints import EndpointManager
 from framework.endpoints.sagemaker import SageMakerEndpoints
-from framework.errors import ConfigError, EndpointError, UnsupportedReference
-from framework.models import BotConfig, EndpointSpec, EndpointStatus, Job, JobStatus
+from framework.errors import ConfigError, EndpointError, NotOurs, UnsupportedReference
+from framework.models import BotConfig, Endpoint, EndpointSpec, EndpointStatus, Job, JobStatus
 
 from .conftest import ecr_image
 
@@ -108,15 +108,23 @@ def test_a_failed_creation_surfaces_sagemakers_reason_and_the_next_try_starts_cl
     assert aws.sagemaker.describe_endpoint(EndpointName="echo-upper")["EndpointStatus"] == "InService"
 
 
-def test_leftovers_of_an_earlier_attempt_are_replaced_not_crashed_on(aws_settings, store, aws):
-    # Given a model and a config named after the endpoint, for an older image, but no endpoint
-    settings = sagemaker_settings(aws_settings)
-    old = ecr_image(aws, "echo-old")
+MANAGED = [{"Key": "spotbot:managed", "Value": "true"}]
+
+
+def foreign_model_and_config(aws, settings, image: str, tags: list | None = None) -> None:
+    """A model and a config named echo-upper, made outside spotbot's endpoint backend (tagged as spotbot's or not)."""
+    extra = {"Tags": tags} if tags else {}
     aws.sagemaker.create_model(ModelName="echo-upper", ExecutionRoleArn=settings.sagemaker_role_arn,
-                               PrimaryContainer={"Image": old})
+                               PrimaryContainer={"Image": image}, **extra)
     aws.sagemaker.create_endpoint_config(EndpointConfigName="echo-upper", ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": "echo-upper", "InitialInstanceCount": 1,
-        "InstanceType": "ml.t2.medium"}])
+        "InstanceType": "ml.t2.medium"}], **extra)
+
+
+def test_leftovers_of_an_earlier_attempt_are_replaced_not_crashed_on(aws_settings, store, aws):
+    # Given a model and a config spotbot made for an older image (tagged as its own), but no endpoint
+    settings = sagemaker_settings(aws_settings)
+    foreign_model_and_config(aws, settings, ecr_image(aws, "echo-old"), tags=MANAGED)
     wanted = spec(aws)
 
     # When the endpoint is ensured
@@ -127,6 +135,66 @@ def test_leftovers_of_an_earlier_attempt_are_replaced_not_crashed_on(aws_setting
     assert aws.sagemaker.describe_model(ModelName="echo-upper")["PrimaryContainer"]["Image"] == wanted.image
     variant = aws.sagemaker.describe_endpoint_config(EndpointConfigName="echo-upper")["ProductionVariants"][0]
     assert variant["InstanceType"] == "ml.c5.xlarge"
+
+
+def test_what_spotbot_creates_is_tagged_as_its_own(aws_settings, store, aws):
+    settings = sagemaker_settings(aws_settings)
+    endpoint = EndpointManager(settings, store).ensure_one(spec(aws))
+    arns = [endpoint.url, aws.sagemaker.describe_endpoint_config(EndpointConfigName="echo-upper")["EndpointConfigArn"],
+            aws.sagemaker.describe_model(ModelName="echo-upper")["ModelArn"]]
+    for arn in arns:
+        tags = {tag["Key"]: tag["Value"] for tag in aws.sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+        assert tags["spotbot:managed"] == "true" and tags["spotbot:endpoint"] == "echo-upper", arn
+        assert tags["spotbot:index-prefix"] == settings.index_prefix
+
+
+def test_an_endpoint_spotbot_did_not_create_is_neither_used_replaced_nor_deleted_unless_forced(
+        aws_settings, store, aws, sagemaker_script):
+    # Given an endpoint of the bot's endpoint name, made by someone else (no spotbot:managed tag)
+    settings = sagemaker_settings(aws_settings)
+    theirs = ecr_image(aws, "their-model")
+    foreign_model_and_config(aws, settings, theirs)
+    arn = aws.sagemaker.create_endpoint(EndpointName="echo-upper", EndpointConfigName="echo-upper")["EndpointArn"]
+    manager, wanted = EndpointManager(settings, store), spec(aws)
+
+    # When spotbot is asked to ensure it, whether it serves or has failed
+    for state in ("InService", ("Failed", "their container broke")):
+        sagemaker_script["echo-upper"] = [state]
+        with pytest.raises(NotOurs, match=r"not created by spotbot.*spotbot:managed=true.*--force") as refused:
+            manager.ensure_one(wanted)
+
+        # Then it is refused, naming the endpoint and how to go on, and nothing of theirs is touched
+        assert refused.value.name == "echo-upper" and refused.value.arn == arn
+        assert sagemaker_script.created("echo-upper") == 1  # theirs, above
+        assert aws.sagemaker.describe_model(ModelName="echo-upper")["PrimaryContainer"]["Image"] == theirs
+        store.endpoints.delete("echo-upper")
+
+    # Given it recorded (by a spotbot of before the tag)
+    sagemaker_script["echo-upper"] = ["InService"]
+    store.endpoints.reserve(Endpoint(name="echo-upper", backend="sagemaker", image=theirs, url=arn,
+                                     status=EndpointStatus.IN_SERVICE))
+
+    # When the CLI deletes it without --force, then with it
+    refused = spotbot(settings, "endpoints", "delete", "echo-upper")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "was not created by spotbot" in refused.stderr and "--force" in refused.stderr
+    assert aws.sagemaker.describe_endpoint(EndpointName="echo-upper")["EndpointStatus"] == "InService"
+    assert store.endpoints.get("echo-upper") is not None
+    forced = spotbot(settings, "endpoints", "delete", "echo-upper", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert aws.sagemaker.list_endpoints()["Endpoints"] == []
+    assert aws.sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert aws.sagemaker.list_models()["Models"] == []
+
+
+def test_leftover_model_and_config_spotbot_did_not_create_are_left_alone(aws_settings, store, aws, sagemaker_script):
+    settings = sagemaker_settings(aws_settings)
+    foreign_model_and_config(aws, settings, ecr_image(aws, "their-model"))
+    with pytest.raises(NotOurs, match="endpoint config 'echo-upper' was not created by spotbot"):
+        EndpointManager(settings, store).ensure_one(spec(aws))
+    assert sagemaker_script.created("echo-upper") == 0
+    assert [m["ModelName"] for m in aws.sagemaker.list_models()["Models"]] == ["echo-upper"]
+    assert store.endpoints.get("echo-upper")[0].status == EndpointStatus.FAILED
 
 
 def test_a_multi_endpoint_bot_creates_its_endpoints_in_parallel(aws_settings, store, aws, sagemaker_script):
