@@ -40,7 +40,8 @@ UPLOAD_PATH = "/images"
 # the Content-Types a page may POST cross-site without a preflight (the CORS "simple" ones), and none at all
 SIMPLE_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-WILDCARDS = ("0.0.0.0", "::", "")
+# the addresses that mean "every address" when bound: compared with, never bound to
+WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104
 
 
 class BodyTooLarge(HTTPException):
