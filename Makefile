@@ -14,11 +14,14 @@ CLUSTER_PORT ?= 19211
 # the real nodes run the store and end-to-end tests; the sample models' tests need no second and third pass,
 # nor do the AWS back ends' (their control planes are moto's whatever the store runs on), the container
 # tests (they test the containers, not the store), the SQS path of watch (it talks to ElasticMQ), or the
-# API's tests of URL fetching and of its token, which never reach the store
+# API's tests of URL fetching, of its token, of its guard and bounds, and the tests of pids, model archives and
+# Dockerfiles, which never reach the store
 NODE_TESTS := --ignore=tests/cluster --deselect tests/test_doc_ocr.py --deselect tests/test_image_labeller.py --deselect tests/test_bug_priority.py \
 	--deselect tests/test_watch.py::test_watch_hears_s3_events_from_an_sqs_queue --ignore=tests/aws --ignore=tests/docker \
 	--deselect tests/api/test_api_fetch.py --deselect tests/api/test_api_auth.py \
-	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it --ignore=tests/dashboard
+	--deselect tests/api/test_api_images.py::test_a_real_photo_is_labelled_with_what_is_in_it --ignore=tests/dashboard \
+	--deselect tests/api/test_api_guard.py --deselect tests/api/test_api_bounds.py --deselect tests/test_pid_reuse.py \
+	--deselect tests/test_model_archive.py --deselect tests/test_dockerfiles.py
 NODE_TESTS_opensearch := $(NODE_TESTS)
 # the Elasticsearch 8 pass runs the tests that drive every store verb through the `elasticsearch` client
 # (the OpenSearch pass runs the rest on a real node already): the second client's differences show there,
