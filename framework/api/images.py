@@ -107,7 +107,7 @@ async def post_image(request: Request, state: Api = Depends(api)) -> JSONRespons
         image = await run_in_threadpool(state.labelling.fetch, url)
     elif kind in UPLOAD_TYPES:
         data = await read_body(request, state.settings.api_fetch_max_bytes)
-        image = FetchedImage(data, require_image(data, field="body"))
+        image = FetchedImage(data, require_image(data, field="body", max_pixels=state.settings.api_max_pixels))
     else:
         raise ImageRefused(f"Content-Type {kind or 'none'!r} is neither application/json ({{\"url\": ...}}) nor an "
                            f"image ({', '.join(UPLOAD_TYPES)})", field="Content-Type", status=415)
