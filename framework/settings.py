@@ -42,7 +42,7 @@ class Settings(BaseModel):
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per file before it ends ERROR")
     lease_seconds: float = Field(60.0, gt=0, description="how long a claimed chunk stays a worker's without a heartbeat")
     poll_seconds: float = Field(1.0, gt=0, description="how often idle workers and --wait look for news")
-    concurrency: int = Field(8, ge=1, le=256, description="files each worker works at once (--concurrency; stored on the job)")
+    concurrency: int = Field(16, ge=1, le=256, description="files each worker works at once (--concurrency; stored on the job)")
     max_inflight_bytes: int = Field(64 * 1024 * 1024, ge=1, description="bytes of input files a worker holds in memory at once; past it, it starts no new file until some finish")
     task_batch_size: int = Field(16, ge=1, le=1024, description="files per call of a task.py's main_batch(file_names)")
     cost_per_worker_hour: str = Field("", description="price of a worker-hour for `status`'s cost figures: 0.05, or per back end like batch=0.0125,docker=0 (empty: no money shown)")
