@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .harness import Bench, temporary_home
+from .harness import Bench, append_figure, temporary_home
 
 S3_DELAY_MS = 20
 WORKERS = 2
@@ -59,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{' '.join(argv if argv is not None else sys.argv[1:])}` in {(time.monotonic() - begun) / 60:.0f} min: "
               f"{WORKERS} workers, {args.files} tiny text files, median of {args.runs} run(s) per cell, files/s from the "
               "job's start to its end (workers' start included); in brackets, the share of the row's best.", ""]
-    text = "\n".join(lines) + "\n"
-    with args.out.open("a") as out:
-        out.write(text)
-    print(text)
+    append_figure(args.out, lines)
     return 0
 
 

@@ -403,3 +403,11 @@ def reap(pid: int | None, seconds: float = 60.0) -> None:
 
 def temporary_home() -> Path:
     return Path(tempfile.mkdtemp(prefix="spotbot-bench-"))
+
+
+def append_figure(out: Path, lines: list[str]) -> None:
+    """Add a figure's Markdown to a results file (RESULTS.md keeps every figure taken) and print it."""
+    text = "\n".join(lines) + "\n"
+    with out.open("a") as file:
+        file.write(text)
+    print(text)

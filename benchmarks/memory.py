@@ -20,7 +20,7 @@ from pathlib import Path
 
 from framework.storage import S3Location
 
-from .harness import BUCKET, Bench, temporary_home
+from .harness import BUCKET, Bench, append_figure, temporary_home
 from .scale import peak_memory_mb
 
 FILE_BYTES = 5 * 2**20
@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Taken {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python -m benchmarks.memory "
               f"{args.sizes}`; SPOTBOT_MAX_INFLIGHT_BYTES at its default; the benchmark bot reads each file and sends "
               "it whole to the noop endpoint. Target: flat (the same peak at every size).", ""]
-    text = "\n".join(lines) + "\n"
-    with args.out.open("a") as out:
-        out.write(text)
-    print(text)
+    append_figure(args.out, lines)
     return 0
 
 

@@ -28,7 +28,7 @@ from framework.scheduler import Scheduler
 from framework.settings import Settings
 from framework.store import Store
 
-from .harness import BUCKET, Bench, temporary_home
+from .harness import BUCKET, Bench, append_figure, temporary_home
 
 WORKERS = 4
 
@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{row['status_max_s']:.3f} | {peak} | {row['scan_s']:.1f} |")
     lines += ["", f"Taken {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python -m benchmarks.scale {args.sizes}`; "
               "files/s from RUNNING to the end; status polled once a second while the job ran.", ""]
-    text = "\n".join(lines) + "\n"
-    with args.out.open("a") as out:
-        out.write(text)
-    print(text)
+    append_figure(args.out, lines)
     return 0
 
 
