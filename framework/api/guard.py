@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import Settings
-from .auth import CSRF_HEADER, SAFE_METHODS, TokenCheck, is_loopback
+from .auth import CSRF_HEADER, SAFE_METHODS, TokenCheck
 from .errors import error_response
 
 log = logging.getLogger("spotbot.api")
