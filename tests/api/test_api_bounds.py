@@ -14,7 +14,7 @@ import uuid
 import requests
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from .conftest import TOKEN, Page, photo, post_unread, start_server, stop_server
+from .conftest import TOKEN, Page, photo, post_unread, start_server, stop_server, wait_for
 
 JSON_CAP = 262_144  # the test server's SPOTBOT_API_MAX_BODY_BYTES
 UPLOAD_CAP = 1_000_000  # and its SPOTBOT_API_FETCH_MAX_BYTES
@@ -107,10 +107,7 @@ def test_the_server_answers_and_stops_on_sigterm_whatever_it_is_busy_with(settin
     busy = threading.Thread(target=download, daemon=True)
     try:
         busy.start()
-        deadline = time.monotonic() + 20
-        while not photos.requests and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert photos.requests, "the download never started"
+        wait_for(lambda: photos.requests, 20, "the download to start")
 
         # When one registration lists 90,000 distinct suffixes (under 1 MB: read, and refused by their count;
         # checking them for duplicates pairwise took minutes, with /health unanswered)

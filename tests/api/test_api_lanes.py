@@ -17,7 +17,7 @@ from framework.api.app import build, create_app
 from framework.endpoints.process import free_port
 from framework.models import Job, JobStatus
 
-from .conftest import TOKEN
+from .conftest import TOKEN, wait_for
 
 BLOCKERS = 16  # more than the background has threads in all, on main and now
 
@@ -31,10 +31,7 @@ def served(settings, store):
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
+    wait_for(lambda: server.started, 30, "uvicorn to start")
     yield services, f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
