@@ -27,7 +27,7 @@ def main(prefix: str) -> None:
 
     bot = BotConfig(name="bench_noop", file_types=".txt", bot_image="python:task.py")
     started = time.monotonic()
-    total = Scheduler(settings, store, storage).scan(job, bot, parse_uri(job.input_uri), parse_uri(job.output_uri))
+    total = Scheduler(settings, store, storage).scan(job, bot, parse_uri(job.input_uri))
     seconds = time.monotonic() - started
     print(json.dumps({"files": total, "seconds": seconds, "scan_rate": total / seconds,
                       "peak_rss_mb": peak_rss_mb()}))
